@@ -20,7 +20,7 @@ setuptools.setup(
     python_requires='>=' + cfg['min_python'],
     packages=setuptools.find_packages(include=['clip_repro', 'clip_repro.*']),
     include_package_data=True,
-    package_data={'clip_repro': ['assets/*']},
+    package_data={'clip_repro': ['assets/*', 'assets/*/*']},
     install_requires=reqs,
     extras_require={'test': ['open_clip_torch==3.3.0', 'pytest==9.2.0']},
     entry_points={'console_scripts': cfg['console_scripts'].split(),
