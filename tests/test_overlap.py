@@ -1,0 +1,286 @@
+"""Appendix C overlap library against its peers: open_clip's ClipLoss, torchvision's resnet50, scipy.ndimage, faiss vs
+NumPy brute force, scipy.stats binomtest / beta (Clopper–Pearson) and hand-computed cases; plus bad input."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy import ndimage, stats
+
+from clip_repro.overlap import (AugmentConfig, BlurPool2d, DETECTOR_CONFIGS, DetectorConfig, DuplicateDetector,
+                                INTERPOLATIONS, MANIPULATIONS, NearDuplicateAugment, bonferroni, build_index,
+                                choose_threshold, detection_scores, embed_images, images_to_tensor, info_nce_loss,
+                                nearest_neighbors, overlap_analysis, overlap_split, overlap_table, proxy_accuracy,
+                                random_images, search, train_detector)
+
+torch.set_num_threads(1)
+
+
+# --- 1. augmentation -------------------------------------------------------------------------------------------------
+def test_augment_is_deterministic_per_generator_and_varies_across_seeds():
+    img = random_images(1, 48, seed=3)[0]
+    aug = NearDuplicateAugment(40)
+    a, ra = aug.sample(img, torch.Generator().manual_seed(11))
+    b, rb = aug.sample(img, torch.Generator().manual_seed(11))
+    assert np.array_equal(np.asarray(a), np.asarray(b)) and ra == rb
+    assert a.size == (40, 40) and a.mode == "RGB"
+    outs = {np.asarray(aug(img, torch.Generator().manual_seed(s))).tobytes() for s in range(10)}
+    assert len(outs) == 10
+
+
+def test_augment_draws_every_manipulation_and_filter():
+    img = random_images(1, 32, seed=0)[0]
+    aug, g = NearDuplicateAugment(32), torch.Generator().manual_seed(0)
+    recs = [aug.sample(img, g)[1] for _ in range(300)]
+    assert {s["op"] for r in recs for s in r} == set(MANIPULATIONS) | {"resize"}
+    resampled = [s["interpolation"] for r in recs for s in r if s["op"] in ("crop_zoom", "aspect", "resize")]
+    assert set(resampled) == {m.value for m in INTERPOLATIONS}
+    # the final resize is drawn independently of the first resampling step of the chain
+    pairs = {(r[0]["interpolation"], r[-1]["interpolation"]) for r in recs if r[0]["op"] == "crop_zoom"}
+    assert len(pairs) > 6
+
+
+def test_augment_with_nothing_applied_is_a_resize():
+    img = random_images(1, 32, seed=0)[0]
+    aug = NearDuplicateAugment(32, AugmentConfig(p=0.0))
+    out, rec = aug.sample(img, torch.Generator().manual_seed(0))
+    assert [s["op"] for s in rec] == ["resize"] and np.array_equal(np.asarray(out), img)  # same size: identity
+
+
+def test_augment_bad_input():
+    aug = NearDuplicateAugment(32)
+    with pytest.raises(ValueError, match="uint8 \\(H, W, 3\\)"): aug(np.zeros((8, 8), np.uint8), torch.Generator())
+    with pytest.raises(TypeError, match="PIL image"): aug([1, 2, 3], torch.Generator())
+    with pytest.raises(ValueError, match=">= 8"): NearDuplicateAugment(4)
+
+
+# --- 2. detector -----------------------------------------------------------------------------------------------------
+def test_blurpool_equals_scipy_binomial_filter_then_subsample():
+    x = torch.randn(2, 3, 11, 13, dtype=torch.float64)
+    ours = BlurPool2d(3, filt_size=3, stride=2).double()(x)
+    k = np.outer([1, 2, 1], [1, 2, 1]) / 16.0
+    ref = np.stack([np.stack([ndimage.correlate(x[b, c].numpy(), k, mode="mirror")[::2, ::2] for c in range(3)])
+                    for b in range(2)])
+    np.testing.assert_allclose(ours.numpy(), ref, atol=1e-12)
+    f4 = BlurPool2d(1, filt_size=4).filt[0, 0]
+    np.testing.assert_allclose(f4.numpy(), np.outer([1, 3, 3, 1], [1, 3, 3, 1]) / 64.0)
+
+
+def test_rn50_detector_has_resnet50_conv_shapes():
+    from torchvision.models import resnet50
+    ours = sorted(tuple(m.weight.shape) for m in DuplicateDetector("RN50").modules() if isinstance(m, torch.nn.Conv2d))
+    ref = sorted(tuple(m.weight.shape) for m in resnet50().modules() if isinstance(m, torch.nn.Conv2d))
+    assert ours == ref
+    det = DuplicateDetector("RN50")
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in det.modules())
+    assert all(hasattr(m, "parametrizations") for m in det.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+    assert sum(isinstance(m, BlurPool2d) for m in det.modules()) == 1 + 3 * 2  # stem + (main, shortcut) per strided stage
+
+
+def test_detector_bad_config():
+    with pytest.raises(KeyError, match="unknown detector config"): DuplicateDetector("RN101")
+    with pytest.raises(ValueError, match="stem"): DetectorConfig(stem="cifar")
+    with pytest.raises(ValueError, match="4 positive"): DetectorConfig(layers=(1, 1, 1))
+
+
+def test_info_nce_equals_open_clip_cliploss_at_fixed_temperature():
+    from open_clip.loss import ClipLoss
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(16, 32, generator=g), torch.randn(16, 32, generator=g)
+    ref = ClipLoss()(F.normalize(a, dim=-1), F.normalize(b, dim=-1), torch.tensor(1 / 0.07))
+    torch.testing.assert_close(info_nce_loss(a, b, 0.07), ref)
+    ref2 = ClipLoss()(F.normalize(a, dim=-1), F.normalize(b, dim=-1), torch.tensor(1 / 0.5))
+    torch.testing.assert_close(info_nce_loss(a, b, 0.5), ref2)
+    assert proxy_accuracy(a, a) == 1.0
+
+
+@pytest.fixture(scope="module")
+def trained():
+    "A tiny detector trained briefly on synthetic images, with held-out augmented copies (fresh seeds)."
+    imgs = random_images(96, 32, seed=7)
+    torch.manual_seed(0)
+    det = DuplicateDetector(DetectorConfig(layers=(1, 1, 1, 1), width=8, embed_dim=32, resolution=16, stem="small"))
+    g = torch.Generator().manual_seed(12345)
+    copies = [NearDuplicateAugment(32)(im, g) for im in imgs]
+    before = (embed_images(det, imgs), embed_images(det, copies))
+    hist = train_detector(det, imgs, steps=40, batch_size=32, lr=2e-3, warmup=4, seed=1, show_progress=False)
+    after = (embed_images(det, imgs), embed_images(det, copies))
+    return dict(imgs=imgs, det=det, hist=hist, before=before, after=after)
+
+
+def test_training_decreases_the_loss(trained):
+    loss = [h["loss"] for h in trained["hist"]]
+    assert np.mean(loss[-8:]) < 0.75 * np.mean(loss[:4])
+    held = lambda e: info_nce_loss(torch.from_numpy(e[0]), torch.from_numpy(e[1])).item()
+    assert held(trained["after"]) < held(trained["before"])  # also on copies never seen in training
+
+
+def test_trained_detector_finds_the_augmented_copy(trained):
+    corpus, queries = trained["after"]
+    _, ids = nearest_neighbors(queries, corpus, k=1)
+    top1 = (ids[:, 0] == np.arange(len(corpus))).mean()
+    assert top1 >= 0.4, top1  # chance is 1/96
+    # a copy is more similar to its own original than to the other images on average
+    sims = queries @ corpus.T
+    own, others = np.diag(sims), sims[~np.eye(len(sims), dtype=bool)]
+    assert own.mean() > others.mean() + 0.2
+
+
+def test_training_is_reproducible():
+    imgs = random_images(16, 32, seed=1)
+    cfg = DetectorConfig(layers=(1, 1, 1, 1), width=4, embed_dim=8, resolution=16, stem="small")
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0); det = DuplicateDetector(cfg)
+        runs.append([h["loss"] for h in train_detector(det, imgs, steps=3, batch_size=8, seed=5, show_progress=False)])
+    assert runs[0] == runs[1]
+
+
+def test_training_and_embedding_bad_input():
+    det = DuplicateDetector(DetectorConfig(layers=(1, 1, 1, 1), width=4, embed_dim=8, resolution=16, stem="small"))
+    with pytest.raises(ValueError, match="uint8 images"): train_detector(det, np.zeros((4, 16, 16, 3), np.float32), 1)
+    with pytest.raises(ValueError, match="at least 2"): train_detector(det, np.zeros((1, 16, 16, 3), np.uint8), 1)
+    with pytest.raises(ValueError, match="at least one image"): embed_images(det, [])
+    with pytest.raises(ValueError, match="uint8 images"): images_to_tensor(np.zeros((2, 8, 8), np.uint8), 8)
+
+
+# --- 3. search -------------------------------------------------------------------------------------------------------
+def _unit(n, d, seed):
+    x = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_flat_search_equals_numpy_brute_force():
+    corpus, q = _unit(500, 16, 0), _unit(60, 16, 1)
+    D, I = search(build_index(corpus, kind="flat"), q, k=5, batch_size=7)
+    full = q @ corpus.T
+    ref_I = np.argsort(-full, axis=1)[:, :5]
+    np.testing.assert_array_equal(I, ref_I)
+    np.testing.assert_allclose(D, np.take_along_axis(full, ref_I, 1), atol=1e-5)
+
+
+def test_ivf_with_all_cells_probed_equals_exact_search():
+    corpus, q = _unit(3000, 24, 2), _unit(200, 24, 3)
+    exact_D, exact_I = search(build_index(corpus, kind="flat"), q, k=3)
+    ivf = build_index(corpus, kind="ivf", nlist=32)
+    D, I = search(ivf, q, k=3, nprobe=32)
+    np.testing.assert_array_equal(I, exact_I)
+    np.testing.assert_allclose(D, exact_D, atol=1e-5)
+    D1, I1 = search(ivf, q, k=3, nprobe=1)  # one cell: approximate, never better than exact
+    assert (D1[:, 0] <= exact_D[:, 0] + 1e-6).all()
+    import faiss
+    assert faiss.extract_index_ivf(ivf).nprobe == 16  # a per-call nprobe does not change the index's default
+
+
+def test_auto_index_switches_to_ivf_for_large_corpora():
+    import faiss
+    corpus = _unit(2000, 8, 4)
+    assert isinstance(build_index(corpus, exact_max=10_000), faiss.IndexFlatIP)
+    assert faiss.try_extract_index_ivf(build_index(corpus, exact_max=1000)) is not None
+
+
+def test_search_bad_input():
+    idx = build_index(_unit(10, 8, 0))
+    with pytest.raises(ValueError, match="empty"): build_index(np.zeros((0, 8), np.float32))
+    with pytest.raises(ValueError, match="dimension 4 but the index holds dimension 8"): search(idx, _unit(3, 4, 1))
+    with pytest.raises(ValueError, match="2-D"): search(idx, np.ones(8))
+    with pytest.raises(ValueError, match="NaN"): search(idx, np.full((1, 8), np.nan))
+    with pytest.raises(ValueError, match="k must be between 1 and the corpus size 10"): search(idx, _unit(2, 8, 1), k=11)
+    with pytest.raises(ValueError, match="empty"): search(idx, np.zeros((0, 8), np.float32))
+    with pytest.raises(ValueError, match="nprobe must be between"):
+        search(build_index(_unit(200, 8, 0), kind="ivf", nlist=4), _unit(2, 8, 1), nprobe=5)
+
+
+# --- 4. procedure and statistics -------------------------------------------------------------------------------------
+def test_choose_threshold_equals_brute_force_search():
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        s = rng.uniform(-1, 1, 50).round(2)
+        y = rng.random(50) < (s + 1) / 2
+        for target in (0.6, 0.8, 0.95):
+            t = choose_threshold(s, y, target)
+            ok = [c for c in np.unique(s) if y[s >= c].mean() >= target]
+            assert t == (min(ok) if ok else math.inf)
+
+
+def test_overlap_analysis_matches_scipy_binomtest_and_clopper_pearson():
+    rng = np.random.default_rng(1)
+    for trial in range(25):
+        n = int(rng.integers(20, 400))
+        s = rng.uniform(0, 1, n); correct = rng.random(n) < rng.uniform(0.2, 0.9)
+        thr = float(rng.uniform(0.5, 0.98))
+        r = overlap_analysis(correct, s, thr, f"d{trial}")
+        ov = s >= thr
+        k, m = int(correct[ov].sum()), int(ov.sum())
+        acc_c = correct[~ov].mean()
+        assert (r.n_overlap, r.n_clean, r.n_all) == (m, n - m, n)
+        assert r.contamination == pytest.approx(m / n)
+        assert r.all_minus_clean == pytest.approx(correct.mean() - acc_c)
+        if m == 0: continue
+        assert r.p_value == pytest.approx(stats.binomtest(k, m, p=acc_c, alternative="greater").pvalue, rel=1e-12)
+        assert r.p_value == pytest.approx(stats.binom.sf(k - 1, m, acc_c), rel=1e-9, abs=1e-15)  # P(X >= k) by hand
+        ci = stats.binomtest(k, m).proportion_ci(confidence_level=0.995, method="exact")
+        assert (r.ci_low, r.ci_high) == pytest.approx((ci.low, ci.high))
+        a = 0.005  # Clopper–Pearson from the beta distribution
+        lo = 0.0 if k == 0 else stats.beta.ppf(a / 2, k, m - k + 1)
+        hi = 1.0 if k == m else stats.beta.ppf(1 - a / 2, k + 1, m - k)
+        assert (r.ci_low, r.ci_high) == pytest.approx((lo, hi), abs=1e-9)
+
+
+def test_overlap_analysis_hand_computed():
+    # 4 overlapping examples (3 right), 6 clean (3 right): P(X >= 3 | n=4, p=0.5) = 5/16
+    r = overlap_analysis([1, 1, 1, 0, 1, 1, 1, 0, 0, 0], [.99, .95, .9, .85, .5, .4, .3, .2, .1, 0], 0.8)
+    assert (r.acc_all, r.acc_overlap, r.acc_clean, r.contamination) == pytest.approx((0.6, 0.75, 0.5, 0.4))
+    assert r.all_minus_clean == pytest.approx(0.1) and r.p_value == pytest.approx(5 / 16)
+    # 2 of 2 overlap right, clean accuracy 0.5: p = 0.25; CI for 2/2 at 99.5%: [(0.0025)^(1/2), 1]
+    r = overlap_analysis([1, 1, 1, 0], [0.9, 0.9, 0.1, 0.1], 0.5)
+    assert r.p_value == pytest.approx(0.25)
+    assert (r.ci_low, r.ci_high) == pytest.approx((0.0025 ** 0.5, 1.0))
+    # threshold equal to a similarity: that example overlaps (>=)
+    assert overlap_split([0.5, 0.4999], 0.5).tolist() == [True, False]
+
+
+def test_all_overlap_or_no_overlap_edge_cases():
+    r = overlap_analysis([1, 0, 1], [0.9, 0.95, 0.99], 0.5)  # everything overlaps: no Clean, no test
+    assert r.n_clean == 0 and math.isnan(r.acc_clean) and math.isnan(r.p_value) and not math.isnan(r.ci_low)
+    r = overlap_analysis([1, 0, 1], [0.1, 0.2, 0.3], 0.5)
+    assert r.n_overlap == 0 and r.all_minus_clean == 0 and math.isnan(r.ci_low)
+
+
+def test_bonferroni_and_table():
+    np.testing.assert_allclose(bonferroni([0.001, 0.02, 0.5, np.nan]), [0.003, 0.06, 1.0, np.nan])
+    rs = [overlap_analysis(*a) for a in [([1, 1, 1, 1, 0, 0, 0, 0], [.9, .9, .9, .9, .1, .1, .1, .1], 0.5, "a"),
+                                         ([1, 0, 1, 0], [.1, .2, .3, .4], 0.5, "b"),
+                                         ([1, 0, 1, 0, 1, 1], [.9, .9, .1, .1, .1, .1], 0.5, "c")]]
+    t = overlap_table(rs)
+    assert t.dataset.tolist() == ["a", "b", "c"]
+    np.testing.assert_allclose(t.p_bonferroni, [min(1, 2 * rs[0].p_value), np.nan, min(1, 2 * rs[2].p_value)])
+    assert rs[0].p_value == pytest.approx(0.0)
+    np.testing.assert_allclose(t.diff_ci_low, t.ci_low - t.acc_clean)
+    assert bool(t.ci_excludes_zero[0]) and not bool(t.ci_excludes_zero[2])
+
+
+def test_procedure_bad_input():
+    with pytest.raises(ValueError, match="empty"): overlap_analysis([], [], 0.5)
+    with pytest.raises(ValueError, match="one per example"): overlap_analysis([1, 0], [0.1, 0.2, 0.3], 0.5)
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"): overlap_analysis([1, 0], [0.1, 0.2], 1.01)
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"): overlap_split([0.1], float("nan"))
+    with pytest.raises(ValueError, match="cosine similarities"): overlap_split([3.0], 0.5)
+    with pytest.raises(ValueError, match="booleans"): overlap_analysis([2, 0], [0.1, 0.2], 0.5)
+    with pytest.raises(ValueError, match="confidence"): overlap_analysis([1, 0], [0.1, 0.2], 0.5, confidence=1.5)
+    with pytest.raises(ValueError, match="min_precision"): choose_threshold([0.1], [1], 0)
+    with pytest.raises(ValueError, match="no results"): overlap_table([])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"): bonferroni([-0.1])
+
+
+def test_detection_scores_against_sklearn_and_hand():
+    from sklearn.metrics import precision_score, recall_score
+    rng = np.random.default_rng(2)
+    f, t = rng.random(100) < 0.3, rng.random(100) < 0.3
+    d = detection_scores(f, t)
+    assert d["precision"] == pytest.approx(precision_score(t, f)) and d["recall"] == pytest.approx(recall_score(t, f))
+    d = detection_scores([1, 1, 1, 0], [1, 1, 0, 0])
+    assert (d["precision"], d["recall"]) == pytest.approx((2 / 3, 1.0))
+    with pytest.raises(ValueError, match="one per example"): detection_scores([1], [1, 0])
+    with pytest.raises(ValueError, match="empty"): detection_scores([], [])
