@@ -497,10 +497,7 @@ def test_every_paper_card_has_a_loader_the_registry_knows():
 
 
 def test_toy_task_through_the_real_world_module():
-    try:
-        import clip_repro.world  # noqa: F401  (notebook 03_world, written by another helper)
-    except ImportError as e:
-        pytest.skip(f"clip_repro.world is not importable yet: {e}")
+    import clip_repro.world  # noqa: F401
     toy = load_card("toy/counts", CARDS)
     ds = load("toy/counts", "test", root=None)                # generated on the fly
     x, y = ds[0]

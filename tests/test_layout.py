@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from clip_repro.run import SCALES, list_notebooks, notebook_parameters, read_params
+from clip_repro.run import SCALES, declared_parameters, list_notebooks, notebook_parameters, read_params
 from clip_repro.site import readme_from_index, sidebar_entries
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +48,7 @@ def test_notebook_shape(nb):
     assert {"scale", "run_dir"} <= set(names)
     for line in src.strip().splitlines():
         assert "#" in line, f"parameter without a trailing comment: {line!r}"
+    assert list(declared_parameters(nb)) == names, "papermill must parse every parameter (keep quotes out of comments)"
 
 
 def test_site_sidebar_lists_every_notebook_once():

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-open_clip = pytest.importorskip("open_clip")
+import open_clip
 
 from clip_repro.model import CLIP, CONFIGS, PAPER_MODELS, build_model, count_parameters, forward_flops
 

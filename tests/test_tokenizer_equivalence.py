@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-open_clip = pytest.importorskip("open_clip")
+import open_clip
 from open_clip import tokenizer as oc_tok
 
 from clip_repro.tokenizer import (SimpleTokenizer, ContextLengthError, tokenize, clean_text, basic_clean,
