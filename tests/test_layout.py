@@ -68,3 +68,12 @@ def test_param_files_fit_the_notebooks(scale, tmp_path):
     for nb in NBS:
         p = notebook_parameters(nb, params, scale, tmp_path)
         assert p["scale"] == scale and p["run_dir"] == str(tmp_path)
+
+
+def test_console_script_resolves():
+    import importlib
+    cfg = configparser.ConfigParser(); cfg.read(ROOT / "settings.ini")
+    for spec in cfg["DEFAULT"]["console_scripts"].split():
+        name, target = spec.split("=")
+        mod, fn = target.split(":")
+        assert callable(getattr(importlib.import_module(mod), fn)), spec
