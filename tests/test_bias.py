@@ -198,10 +198,10 @@ def test_label_probabilities_on_a_toy_clip():
     torch.manual_seed(0); threads = torch.get_num_threads(); torch.set_num_threads(1)
     model = CLIP(make_config("toy-vit", vocab_size=49408)).eval()
     L = B.label_set(["teal person", "ochre person"], {"crime": ["criminal"]})
-    feats = torch.randn(4, model.encode_text(tokenize(["x"])).shape[-1])
+    feats = torch.randn(4, model.encode_text(tokenize(["x"], context_length=model.context_length)).shape[-1])
     P = B.label_probabilities(feats, model, L, templates=["a photo of a {}."])
     with torch.no_grad():
-        T = torch.nn.functional.normalize(model.encode_text(tokenize([f"a photo of a {l}." for l in L.labels])), dim=-1)
+        T = torch.nn.functional.normalize(model.encode_text(tokenize([f"a photo of a {l}." for l in L.labels], context_length=model.context_length)), dim=-1)
         want = (model.logit_scale.exp() * torch.nn.functional.normalize(feats, dim=-1) @ T.T).softmax(-1).numpy()
     torch.set_num_threads(threads)
     np.testing.assert_allclose(P, want, rtol=1e-4, atol=1e-6)

@@ -1,6 +1,7 @@
 """clip_repro.robustness (Appendix D / H.5): the effective-robustness fit against scipy/numpy and a hand-computed case,
 pooling rules, PM-k, the few-shot continuum against scikit-learn, Table 16 against the paper text, and bad input."""
 import math
+from pathlib import Path
 import re
 
 import numpy as np
@@ -242,8 +243,12 @@ def test_probe_score_fn_bad_classes():
 
 # ---------- Table 16 ----------
 
-def test_table16_matches_paper_text(root):
-    text = (root.parent / "shared/seeds/000_518f872dfe4f7583.txt").read_text()
+SEED = Path(__file__).resolve().parents[2] / "shared/seeds/000_518f872dfe4f7583.txt"
+
+
+@pytest.mark.skipif(not SEED.exists(), reason="the paper text ../shared/seeds is not beside this checkout")
+def test_table16_matches_paper_text():
+    text = SEED.read_text()
     t = R.table16()
     block = text[text.index("\tIN Top-1\tIN-V2 Top-1"):text.index("Table 16. Detailed ImageNet robustness")]
     for model in t.index:
