@@ -9,12 +9,7 @@ from PIL import Image
 from clip_repro.features import extract_features, penultimate, feature_key, module_fingerprint, clip_image_features
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    "Small tensors: one torch thread is faster, and restored afterwards so other test modules are unaffected."
-    old = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small tensors: one thread is faster
 
 
 

@@ -9,12 +9,7 @@ from clip_repro.probe import (lambda_to_C, C_to_lambda, lambda_grid, lambda_swee
                               validation_split, few_shot_indices, few_shot_probe, check_lambda, LinearProbe)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    "Small tensors: one torch thread is faster, and restored afterwards so other test modules are unaffected."
-    old = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small tensors: one thread is faster
 
 
 
