@@ -12,10 +12,11 @@ from typing import Any, Sequence
 from .core import atomic_path, atomic_write_json, repo_root
 
 # %% auto #0
-__all__ = ['SCALES', 'UsageError', 'list_notebooks', 'select_notebooks', 'read_params', 'declared_parameters',
-           'notebook_parameters', 'notebook_source_hash', 'library_hash', 'code_hash', 'machine_info', 'load_manifest',
-           'should_skip', 'NotebookResult', 'execute_one', 'strip_injected', 'run_notebooks', 'summary_table',
-           'run_parser', 'run_main', 'main']
+__all__ = ['SCALES', 'COMMITTED_MANIFEST', 'UsageError', 'list_notebooks', 'select_notebooks', 'read_params',
+           'declared_parameters', 'notebook_parameters', 'notebook_source_hash', 'library_hash', 'code_hash',
+           'machine_info', 'load_manifest', 'should_skip', 'NotebookResult', 'execute_one', 'stripped_notebook',
+           'strip_injected', 'outputs_hash', 'has_outputs', 'run_notebooks', 'summary_table',
+           'committed_output_problems', 'run_parser', 'run_main', 'main']
 
 # %% ../nbs/18_run.ipynb #8766d5aa
 SCALES = ("smoke", "toy", "paper")
@@ -117,7 +118,7 @@ def should_skip(entry: dict | None, params: dict, chash: str, executed: Path) ->
     return bool(entry) and entry.get("status") == "ok" and entry.get("params") == params \
         and entry.get("code_hash") == chash and executed.exists()
 
-# %% ../nbs/18_run.ipynb #8b9fe3bf
+# %% ../nbs/18_run.ipynb #dcb63625
 @dataclass
 class NotebookResult:
     "What happened to one notebook in a run."
@@ -154,26 +155,42 @@ def _source_cell_index(executed_tmp: Path, idx: int) -> int:
         return idx - sum(1 for i in injected if i < idx)
     except Exception: return idx
 
-def strip_injected(executed: Path, target: Path):
-    "Write `executed` to `target` without papermill's injected-parameters cell and its run metadata (for `--inplace`)."
-    nb = json.loads(executed.read_text())
+def stripped_notebook(executed: Path) -> dict:
+    "An executed notebook as `--inplace` writes it into `nbs/`: no injected-parameters cell, no run metadata, cleaned as `nbdev_clean` does."
+    from nbdev.clean import clean_nb
+    nb = json.loads(Path(executed).read_text())
     nb["cells"] = [c for c in nb["cells"] if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
     for c in nb["cells"]:
         c.get("metadata", {}).pop("papermill", None); c.get("metadata", {}).pop("execution", None)
     nb["metadata"] = {k: v for k, v in nb.get("metadata", {}).items() if k == "kernelspec"}
-    with atomic_path(target) as tmp:
-        tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
-    from nbdev.clean import clean_nb
-    nbj = json.loads(target.read_text()); clean_nb(nbj, allowed_cell_metadata_keys=["tags"])
-    with atomic_path(target) as tmp: tmp.write_text(json.dumps(nbj, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+    clean_nb(nb, allowed_cell_metadata_keys=["tags"])
+    return nb
 
-# %% ../nbs/18_run.ipynb #fcd09905
+def strip_injected(executed: Path, target: Path):
+    "Write `executed` to `target` without papermill's injected-parameters cell and its run metadata (for `--inplace`)."
+    nb = stripped_notebook(executed)
+    with atomic_path(target) as tmp: tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+
+def outputs_hash(nb: dict | str | os.PathLike) -> str:
+    "sha256 of a notebook's code-cell outputs (cell position and output content; execution counts ignored), e.g. of `stripped_notebook(...)`."
+    if not isinstance(nb, dict): nb = json.loads(Path(nb).read_text())
+    code = [c for c in nb.get("cells", []) if c.get("cell_type") == "code"]
+    outs = [[{k: v for k, v in o.items() if k != "execution_count"} for o in c.get("outputs", [])] for c in code]
+    return hashlib.sha256(json.dumps(outs, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+def has_outputs(nb_path: str | os.PathLike) -> bool:
+    "Whether any code cell of the notebook carries an output."
+    return any(c.get("outputs") for c in json.loads(Path(nb_path).read_text()).get("cells", []) if c.get("cell_type") == "code")
+
+# %% ../nbs/18_run.ipynb #0b244ef6
+COMMITTED_MANIFEST = "_run_manifest.json"  # in nbs/: the manifest of the run whose outputs the notebooks carry (written by --inplace)
+
 def _fmt_s(s: float) -> str: return f"{int(s//60)}m{s%60:04.1f}s" if s >= 60 else f"{s:.1f}s"
 
 def run_notebooks(scale: str = "smoke", only: Sequence[str] | None = None, params_file: str | os.PathLike | None = None,
                   out: str | os.PathLike | None = None, force: bool = False, inplace: bool = False,
                   root: str | os.PathLike | None = None, progress_bar: bool = True, log=print) -> list[NotebookResult]:
-    "Execute the notebooks at `scale`; write executed copies and the manifest under `out` (default runs/<scale>)."
+    "Execute the notebooks at `scale`; write executed copies and the manifest under `out` (default runs/<scale>); `inplace` also into nbs/."
     if scale not in SCALES: raise UsageError(f"unknown scale {scale!r}; valid scales: {', '.join(SCALES)}")
     root = Path(root) if root else repo_root()
     if root is None: raise UsageError("not inside a clip_repro checkout (no settings.ini with nbs/ above the current folder); run from the repository")
@@ -185,25 +202,33 @@ def run_notebooks(scale: str = "smoke", only: Sequence[str] | None = None, param
     manifest = load_manifest(out)
     manifest.update({"scale": scale, "params_file": str(params_file or f"params/{scale}.yaml"), "machine": machine_info()})
     results, t_run = [], time.time()
+    def save():
+        atomic_write_json(out/"manifest.json", manifest)
+        if inplace: atomic_write_json(nbs_dir/COMMITTED_MANIFEST, manifest)
     for i, (nb, p, h) in enumerate(plan, 1):
         executed = out/"notebooks"/nb.name
         entry = manifest["notebooks"].get(nb.stem)
         if not force and should_skip(entry, p, h, executed):
-            log(f"[{i}/{len(plan)}] {nb.stem}: already done with these parameters and code ({_fmt_s(entry['wall_s'])}), skipped")
+            log(f"[{i}/{len(plan)}] {nb.stem}: already done with these parameters and code ({_fmt_s(entry['wall_s'])}), skipped"
+                + (", executed copy written to nbs/" if inplace else ""))
+            if "outputs_hash" not in entry: entry["outputs_hash"] = outputs_hash(stripped_notebook(executed))  # manifests from before the field
+            if inplace: strip_injected(executed, nb)
+            save()
             results.append(NotebookResult(nb.stem, "skipped", entry["wall_s"], p, h)); continue
         log(f"[{i}/{len(plan)}] {nb.stem} (run elapsed {_fmt_s(time.time() - t_run)})")
         t0 = time.time()
         try: status, err, cell = execute_one(nb, executed, p, nbs_dir, progress_bar=progress_bar)
         except KeyboardInterrupt:
             manifest["notebooks"][nb.stem] = {"status": "interrupted", "wall_s": time.time() - t0, "params": p, "code_hash": h}
-            atomic_write_json(out/"manifest.json", manifest); raise
+            save(); raise
         r = NotebookResult(nb.stem, status, time.time() - t0, p, h, err, cell)
         results.append(r)
         manifest["notebooks"][nb.stem] = {"status": status, "wall_s": round(r.wall_s, 2), "params": p, "code_hash": h,
+                                          "outputs_hash": outputs_hash(stripped_notebook(executed)) if executed.exists() else None,
                                           "error": err, "failed_cell": cell, "executed": str(executed.relative_to(out)),
                                           "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-        atomic_write_json(out/"manifest.json", manifest)
         if status == "ok" and inplace: strip_injected(executed, nb)
+        save()
         log(f"    {status} in {_fmt_s(r.wall_s)}" + (f" — cell {cell}: {err}" if err else ""))
     return results
 
@@ -215,7 +240,28 @@ def summary_table(results: Sequence[NotebookResult]) -> str:
         lines.append(f"{r.name:<{w}}  {r.status:<8}  {_fmt_s(r.wall_s):>9}  " + (f"cell {r.failed_cell}: {r.error}" if r.error else ""))
     return "\n".join(lines)
 
-# %% ../nbs/18_run.ipynb #751a0a49
+# %% ../nbs/18_run.ipynb #0751dbce
+def committed_output_problems(nbs_dir: str | os.PathLike, lib_dir: str | os.PathLike, manifest_path: str | os.PathLike | None = None) -> list[str]:
+    "Mismatches between the notebooks of `nbs_dir` that carry outputs and the committed manifest (empty when every output came from that run)."
+    nbs_dir = Path(nbs_dir); manifest_path = Path(manifest_path or nbs_dir/COMMITTED_MANIFEST)
+    carrying = [nb for nb in list_notebooks(nbs_dir) if has_outputs(nb)]
+    if not carrying: return []
+    if not manifest_path.exists():
+        return [f"{', '.join(nb.stem for nb in carrying)} carry outputs but {manifest_path} is missing; "
+                f"refresh them with `clip-repro run --scale toy --inplace` or clear them with nbdev_clean --clear_all"]
+    entries = json.loads(manifest_path.read_text()).get("notebooks", {})
+    problems = []
+    for nb in carrying:
+        e = entries.get(nb.stem)
+        if not e: problems.append(f"{nb.stem}: carries outputs but {manifest_path.name} has no entry for it"); continue
+        if e.get("status") not in ("ok",): problems.append(f"{nb.stem}: the recorded run's status is {e.get('status')!r}, not 'ok'")
+        if (h := code_hash(nb, lib_dir)) != e.get("code_hash"):
+            problems.append(f"{nb.stem}: code hash {h} differs from the recorded run's {e.get('code_hash')} (cells or library changed since; rerun with --inplace)")
+        if (o := outputs_hash(nb)) != e.get("outputs_hash"):
+            problems.append(f"{nb.stem}: outputs hash {o} differs from the recorded run's {e.get('outputs_hash')} (outputs edited or from another run)")
+    return problems
+
+# %% ../nbs/18_run.ipynb #9a23607c
 def run_parser() -> argparse.ArgumentParser:
     "The argument parser of `clip-repro run`."
     ap = argparse.ArgumentParser(prog="clip-repro run", description="Execute the clip_repro notebooks headlessly with papermill.")
@@ -224,7 +270,8 @@ def run_parser() -> argparse.ArgumentParser:
     ap.add_argument("--params", metavar="FILE", help="parameter file (default: params/<scale>.yaml)")
     ap.add_argument("--out", metavar="DIR", help="run folder (default: runs/<scale>)")
     ap.add_argument("--force", action="store_true", help="rerun notebooks that already finished with the same parameters and code")
-    ap.add_argument("--inplace", action="store_true", help="also write executed notebooks over the sources in nbs/ (refreshes committed outputs)")
+    ap.add_argument("--inplace", action="store_true", help="also write executed notebooks (run or skipped as done) over the sources in nbs/ "
+                    "and the manifest to nbs/_run_manifest.json (refreshes committed outputs)")
     ap.add_argument("--no-progress", action="store_true", help="hide papermill's per-cell progress bar")
     return ap
 

@@ -472,9 +472,21 @@ def test_no_download_without_permission(tmp_path, monkeypatch):
 
 
 def test_datasets_without_a_loader_say_so(tmp_path):
-    for name in ("imagenet_vid", "youtube_bb", "rareact"):
-        with pytest.raises(NotImplementedError, match="no automatic loader"):
+    cards = tmp_path / "cards"; cards.mkdir()
+    c = card("rareact")
+    c["loader"] = {"kind": "none", "reason": "clips not extracted"}
+    (cards / "no_loader.yaml").write_text(yaml.safe_dump({**c, "name": "no_loader"}))
+    with pytest.raises(NotImplementedError, match=r"no automatic loader \(clips not extracted\)"):
+        load("no_loader", "test", root=tmp_path, cards_dir=cards)
+
+
+def test_the_video_sets_say_where_their_files_belong(tmp_path):
+    for name, where in (("imagenet_vid", "imagenet_vid_ytbb_robust/imagenet-vid-robust"),
+                        ("youtube_bb", "imagenet_vid_ytbb_robust/ytbb-robust"), ("rareact", "rareact/rareact.csv")):
+        with pytest.raises(DatasetNotFoundError, match=where):
             load(name, "test", root=tmp_path, cards_dir=CARDS)
+        with pytest.raises(ValueError, match="cannot be downloaded automatically"):
+            load(name, "test", root=tmp_path, cards_dir=CARDS, download=True)
 
 
 def test_toy_names_dispatch_to_world(tmp_path, monkeypatch):

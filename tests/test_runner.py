@@ -115,3 +115,47 @@ def test_inplace_rewrites_sources_without_injected_cell(mini):
     executed = json.loads((out / "notebooks" / "00_first.ipynb").read_text())
     assert any("injected-parameters" in c["metadata"].get("tags", []) for c in executed["cells"])
     assert (out / "first.txt").read_text() == "toy"
+
+
+def test_inplace_also_writes_notebooks_skipped_as_done(mini):
+    "A notebook already done is not rerun, but --inplace still writes its executed copy into nbs/ and the manifest beside it."
+    from clip_repro.run import COMMITTED_MANIFEST, committed_output_problems, has_outputs, outputs_hash, stripped_notebook
+    out = mini / "runs" / "s"
+    src = mini / "nbs" / "00_first.ipynb"
+    _nb(src, "from pathlib import Path\nprint('wrote', Path(run_dir, 'first.txt').write_text(scale))")
+    r = _run(mini, "--out", str(out), "--only", "first", "--scale", "toy", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    executed = out / "notebooks" / "00_first.ipynb"
+    assert m["notebooks"]["00_first"]["outputs_hash"] == outputs_hash(stripped_notebook(executed))
+    assert not has_outputs(src) and not (mini / "nbs" / COMMITTED_MANIFEST).exists()  # no --inplace: sources untouched
+    mtime = executed.stat().st_mtime_ns
+    r = _run(mini, "--out", str(out), "--only", "first", "--scale", "toy", "--no-progress", "--inplace")
+    assert r.returncode == 0, r.stderr
+    assert "00_first: already done" in r.stdout and "executed copy written to nbs/" in r.stdout
+    assert executed.stat().st_mtime_ns == mtime  # not rerun
+    nb = json.loads(src.read_text())
+    assert has_outputs(src) and "wrote 3" in json.dumps(nb)  # write_text returns the 3 characters of "toy"
+    assert not any("injected-parameters" in c["metadata"].get("tags", []) for c in nb["cells"])
+    committed = json.loads((mini / "nbs" / COMMITTED_MANIFEST).read_text())
+    assert committed == json.loads((out / "manifest.json").read_text())
+    assert committed_output_problems(mini / "nbs", mini / "clip_repro") == []
+    # a rerun with --inplace is idempotent: same file, same hashes
+    before = src.read_text()
+    r = _run(mini, "--out", str(out), "--only", "first", "--scale", "toy", "--no-progress", "--inplace")
+    assert r.returncode == 0 and src.read_text() == before
+
+
+def test_skip_fills_outputs_hash_of_older_manifests(mini):
+    "A manifest written before `outputs_hash` existed gets the field on the next run, without rerunning the notebook."
+    from clip_repro.run import outputs_hash, stripped_notebook
+    out = mini / "runs" / "o"
+    r = _run(mini, "--out", str(out), "--only", "first", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    del m["notebooks"]["00_first"]["outputs_hash"]
+    (out / "manifest.json").write_text(json.dumps(m))
+    r = _run(mini, "--out", str(out), "--only", "first", "--no-progress")
+    assert "00_first: already done" in r.stdout
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["notebooks"]["00_first"]["outputs_hash"] == outputs_hash(stripped_notebook(out / "notebooks" / "00_first.ipynb"))
