@@ -7,6 +7,7 @@ of fits the parametric binary search used against the 97-point grid.
 
     python benchmarks/bench_probe.py --quick          # seconds
     python benchmarks/bench_probe.py                  # the 50,000 x 512 x 100 set (minutes on 2 cores)
+    python benchmarks/bench_probe.py --no-sweep --repeat 3   # single cold fits only; median of 3 alternating pairs
 """
 from __future__ import annotations
 import argparse, json, time, warnings
@@ -36,7 +37,10 @@ def main(argv=None):
     ap.add_argument("--lam", type=float, default=1e-4, help="λ of the single-fit comparison (mean-loss convention)")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads for both torch and scikit-learn's BLAS/OpenMP")
     ap.add_argument("--no-sweep", action="store_true", help="only the single-fit comparison")
+    ap.add_argument("--repeat", type=int, default=1, help="single-fit pairs to time (sklearn, torch alternating); the median ratio is reported")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default=None, choices=["float32", "float64"],
+                    help="arithmetic of both backends (default: float32 for torch, the features' float32 for scikit-learn)")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     a = ap.parse_args(argv)
     n_train, n_test, dim, k = (2_000, 500, 64, 10) if a.quick else (50_000, 10_000, 512, 100)
@@ -48,23 +52,26 @@ def main(argv=None):
     warnings.filterwarnings("ignore")
     Xtr, ytr, Xte, yte = synthetic_features(n_train, n_test, dim, k)
     print(f"features: train {Xtr.shape}, test {Xte.shape}, {k} classes, torch threads {a.threads}, device {a.device}")
-    out = dict(n_train=n_train, n_test=n_test, dim=dim, classes=k, threads=a.threads, device=a.device)
+    out = dict(n_train=n_train, n_test=n_test, dim=dim, classes=k, threads=a.threads, device=a.device, dtype=a.dtype)
 
     # warm-up: the first torch call in a process pays one-off initialisation; keep it out of the timings
     fit_logreg(Xtr[:200], ytr[:200], a.lam, "torch", device=a.device, max_iter=5)
-    res = {}
-    for be in ("sklearn", "torch"):
-        t = time.perf_counter()
-        p = fit_logreg(Xtr, ytr, a.lam, be, device=a.device)
-        res[be] = dict(seconds=time.perf_counter() - t, n_iter=p.n_iter, converged=p.converged,
-                       test_acc=probe_score(p, Xte, yte))
-        print(f"single fit λ={a.lam:g} {be:8s}: {res[be]['seconds']:8.2f} s, {p.n_iter} iterations, "
-              f"converged={p.converged}, test accuracy {100 * res[be]['test_acc']:.2f}%")
-    ratio = res["sklearn"]["seconds"] / res["torch"]["seconds"]
+    res, ratios = {}, []
+    for rep in range(a.repeat):  # alternate the backends so that both see the same load on a shared machine
+        for be in ("sklearn", "torch"):
+            t = time.perf_counter()
+            p = fit_logreg(Xtr, ytr, a.lam, be, device=a.device, dtype=a.dtype)
+            res[be] = dict(seconds=time.perf_counter() - t, n_iter=p.n_iter, converged=p.converged,
+                           test_acc=probe_score(p, Xte, yte))
+            print(f"single fit λ={a.lam:g} {be:8s}: {res[be]['seconds']:8.2f} s, {p.n_iter} iterations, "
+                  f"converged={p.converged}, test accuracy {100 * res[be]['test_acc']:.2f}%")
+        ratios.append(res["sklearn"]["seconds"] / res["torch"]["seconds"])
+    ratio = float(np.median(ratios))
     diff = 100 * abs(res["sklearn"]["test_acc"] - res["torch"]["test_acc"])
-    print(f"single fit: speed ratio sklearn/torch = {ratio:.1f}x; |Δ test accuracy| = {diff:.2f} points")
+    print(f"single fit: speed ratio sklearn/torch = {ratio:.1f}x" + (f" (median of {a.repeat}: {', '.join(f'{r:.1f}' for r in ratios)})" if a.repeat > 1 else "")
+          + f"; |Δ test accuracy| = {diff:.2f} points")
     out["single_fit"] = dict(lam=a.lam, **{f"{b}_{kk}": v for b in res for kk, v in res[b].items()},
-                             speed_ratio=ratio, acc_diff_points=diff)
+                             speed_ratio=ratio, speed_ratios=ratios, acc_diff_points=diff)
 
     if not a.no_sweep:
         sw = {}

@@ -10,7 +10,7 @@ from scipy import ndimage, stats
 
 from clip_repro.overlap import (AugmentConfig, BlurPool2d, DETECTOR_CONFIGS, DetectorConfig, DuplicateDetector,
                                 INTERPOLATIONS, MANIPULATIONS, NearDuplicateAugment, bonferroni, build_index,
-                                choose_threshold, detection_scores, embed_images, images_to_tensor, info_nce_loss,
+                                choose_threshold, detection_scores, embed_images, inspection_sample, images_to_tensor, info_nce_loss,
                                 nearest_neighbors, overlap_analysis, overlap_split, overlap_table, proxy_accuracy,
                                 random_images, search, train_detector)
 
@@ -76,6 +76,17 @@ def test_rn50_detector_has_resnet50_conv_shapes():
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in det.modules())
     assert all(hasattr(m, "parametrizations") for m in det.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
     assert sum(isinstance(m, BlurPool2d) for m in det.modules()) == 1 + 3 * 2  # stem + (main, shortcut) per strided stage
+
+
+def test_small_blur_stem_halves_once_with_a_blur_pool_and_keeps_the_design():
+    kw = dict(layers=(1, 1, 1, 1), width=8, embed_dim=16, resolution=32)
+    plain, blur = DuplicateDetector(DetectorConfig(stem="small", **kw)), DuplicateDetector(DetectorConfig(stem="small_blur", **kw))
+    x = torch.randn(3, 3, 32, 32)
+    assert plain.stem(x).shape == (3, 8, 32, 32) and blur.stem(x).shape == (3, 8, 16, 16)
+    assert isinstance(blur.stem[-1], BlurPool2d) and blur.stem[-1].stride == 2
+    assert sum(isinstance(m, BlurPool2d) for m in blur.modules()) == sum(isinstance(m, BlurPool2d) for m in plain.modules()) + 1
+    assert sum(p.numel() for p in blur.parameters()) == sum(p.numel() for p in plain.parameters())  # same weights, less compute
+    with torch.no_grad(): torch.testing.assert_close(blur(x).norm(dim=-1), torch.ones(3))
 
 
 def test_detector_bad_config():
@@ -202,6 +213,24 @@ def test_choose_threshold_equals_brute_force_search():
             t = choose_threshold(s, y, target)
             ok = [c for c in np.unique(s) if y[s >= c].mean() >= target]
             assert t == (min(ok) if ok else math.inf)
+
+
+def test_inspection_sample_is_uniform_and_a_threshold_set_on_it_generalises():
+    # every example is equally likely to be inspected (counts over many seeds are flat within binomial noise)
+    hits = sum(inspection_sample(20, 0.25, seed=k).astype(int) for k in range(4000))
+    assert abs(hits.mean() - 1000) < 1e-9 and hits.min() > 900 and hits.max() < 1100
+    assert (inspection_sample(20, 0.25, seed=1) != inspection_sample(20, 0.25, seed=2)).any()
+    with pytest.raises(ValueError, match="between 1 and n"): inspection_sample(5, 6)
+    with pytest.raises(ValueError, match="n must be"): inspection_sample(0)
+    # separable scores: a threshold chosen on a random half for precision 1 keeps it on the other half and finds >= 90 %
+    rng = np.random.default_rng(0)
+    y = rng.random(400) < 0.1
+    s = np.where(y, rng.uniform(0.9, 1.0, 400), rng.uniform(0.0, 0.85, 400))
+    m = inspection_sample(400, 0.5, seed=3)
+    t = choose_threshold(s[m], y[m], min_precision=1.0)
+    assert 0.85 < t < 1.0
+    d = detection_scores(overlap_split(s[~m], t), y[~m])
+    assert d["precision"] == 1.0 and d["recall"] >= 0.9
 
 
 def test_overlap_analysis_matches_scipy_binomtest_and_clopper_pearson():

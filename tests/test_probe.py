@@ -159,3 +159,75 @@ def test_bad_input():
     with pytest.raises(ValueError, match="dims"): linear_probe(X, y, X[:, :5], y, show_progress=False)
     with pytest.raises(ValueError, match="finite"): lambda_sweep(lambda l: float("nan"), show_progress=False)
     assert fit_logreg(X, y, 1e7, bounds=None).lam == 1e7
+
+
+@pytest.mark.parametrize("k,onednn", [(2, False), (5, False), (5, True)])  # the oneDNN path is float32, multiclass, CPU only
+def test_hand_written_gradient_matches_autograd(k, onednn):
+    from clip_repro.probe import logreg_loss_grad
+    assert not onednn or torch.backends.mkldnn.is_available(), "the pinned CPU torch build ships oneDNN"
+    dt = torch.float32 if onednn else torch.float64
+    g = torch.Generator().manual_seed(k)
+    X = torch.randn(257, 9, generator=g, dtype=dt); y = torch.randint(0, k, (257,), generator=g)
+    K = 1 if k == 2 else k
+    W = torch.randn(9, K, generator=g, dtype=dt); b = torch.randn(K, generator=g, dtype=dt)
+    loss, dW, db = logreg_loss_grad(X, y, 0.02, K, onednn)(W, b)
+    W2, b2 = W.clone().requires_grad_(True), b.clone().requires_grad_(True)
+    z = X @ W2 + b2
+    ref = (torch.nn.functional.binary_cross_entropy_with_logits(z[:, 0], y.to(dt)) if K == 1
+           else torch.nn.functional.cross_entropy(z, y)) + 0.02 * (W2 ** 2).sum()
+    ref.backward()
+    tol = 1e-12 if dt == torch.float64 else 1e-5
+    assert loss.item() == pytest.approx(ref.item(), rel=tol)
+    torch.testing.assert_close(dW, W2.grad, rtol=tol, atol=tol); torch.testing.assert_close(db, b2.grad, rtol=tol, atol=tol)
+
+
+def test_onednn_and_plain_products_reach_the_same_fit():
+    # 2,000 x 64 x 40 = 5.1M multiply-adds per product: above the size at which the CPU float32 fit uses oneDNN
+    from clip_repro.probe import _fit_torch_impl
+    X, y = blobs(2000, k=40, d=64, noise=3.0, seed=2)
+    Xte, yte = blobs(2000, k=40, d=64, noise=3.0, seed=12)
+    p = fit_logreg(X, y, 1e-4, "torch")
+    coef, intercept, classes, *_ = _fit_torch_impl(X, y, 1e-4, 1000, 1e-4, None, "cpu", torch.float64, 20, 0.0)
+    q = LinearProbe(coef, intercept, classes, 1e-4, "torch")
+    assert abs(probe_score(p, Xte, yte) - probe_score(q, Xte, yte)) <= 0.002
+    assert mean_loss_objective_grad(X, y, p.coef, p.intercept, 1e-4) < 2e-4  # the float32 fit met tol=1e-4 (up to rounding)
+
+
+def test_dtype_is_honoured():
+    X, y = blobs(400, k=4, d=8, noise=2.0, seed=1)
+    # float64 arithmetic reaches a stationary point far below what float32 arithmetic can resolve ...
+    p64 = fit_logreg(X, y, 1e-3, "torch", dtype="float64", tol=1e-8)
+    assert p64.converged and mean_loss_objective_grad(X, y, p64.coef, p64.intercept, 1e-3) < 2e-8
+    # ... float32 cannot: a float32 W is off the optimum by ~1e-8 per entry, so its exact gradient stays far above 1e-10
+    p32 = fit_logreg(X, y, 1e-3, "torch", dtype="float32", tol=1e-10, max_iter=200)
+    assert mean_loss_objective_grad(X, y, p32.coef, p32.intercept, 1e-3) > 1e-10
+    assert not p32.converged  # and says so, though L-BFGS stopped (stalled) before max_iter
+    np.testing.assert_allclose(p32.coef, p64.coef, atol=1e-3)
+    # scikit-learn: dtype casts the features (scikit-learn keeps float32 for L-BFGS otherwise)
+    a = fit_logreg(X, y, 1e-3, "sklearn", dtype="float64")
+    b = LogisticRegression(C=lambda_to_C(1e-3, len(X)), max_iter=1000, tol=1e-4).fit(X.astype(np.float64), y)
+    np.testing.assert_array_equal(a.coef, b.coef_)
+    with pytest.raises(ValueError, match="dtype"): fit_logreg(X, y, 1e-3, "torch", dtype="float16")
+
+
+
+@pytest.mark.parametrize("k", [2, 6])
+def test_cold_start_scale_uses_the_exact_curvature_at_zero(k):
+    from clip_repro.probe import logreg_loss_grad, _cold_start_scale
+    X, y = blobs(300, k=k, d=7, noise=2.0, seed=4); lam = 1e-3
+    Xt, yt = torch.tensor(X, dtype=torch.float64), torch.tensor(y)
+    K = 1 if k == 2 else k
+    lg = logreg_loss_grad(Xt, yt, lam, K)
+    f0, gW, gb = lg(torch.zeros(7, K, dtype=torch.float64), torch.zeros(K, dtype=torch.float64))
+    # reference curvature along d = -g by autograd (Hessian-vector product of the same objective)
+    def f(W, b):
+        z = Xt @ W + b
+        return (torch.nn.functional.binary_cross_entropy_with_logits(z[:, 0], yt.double()) if K == 1
+                else torch.nn.functional.cross_entropy(z, yt)) + lam * (W ** 2).sum()
+    zeros = (torch.zeros(7, K, dtype=torch.float64), torch.zeros(K, dtype=torch.float64))
+    _, (hW, hb) = torch.autograd.functional.hvp(f, zeros, (-gW, -gb))
+    dHd = (-gW * hW).sum() + (-gb * hb).sum()
+    t = ((gW ** 2).sum() + (gb ** 2).sum()) / dHd
+    g1 = (gW.abs().sum() + gb.abs().sum()).item()
+    expect = t.item() * g1 if t.item() * g1 ** 2 >= 1 else math.sqrt(t.item())
+    assert _cold_start_scale(lg, lam, K, len(X), f0, gW, gb) == pytest.approx(expect, rel=1e-10)

@@ -259,3 +259,20 @@ def test_table16_matches_paper_text():
     assert t.drop(columns="ref").astype(float).idxmax().to_dict()["inr_top1"] == "Zero-Shot CLIP"
     assert R.sota_datasets(t) == ["ImageNet-R", "ObjectNet", "ImageNet-Sketch", "ImageNet-Vid", "YouTube-BB"]
     with pytest.raises(KeyError, match="no row"): R.sota_datasets(t, model="CLIP-1000")
+
+
+def test_few_shot_continuum_a3_sweep_matches_linear_probe():
+    "lam=None: the full probe is clip_repro.probe.linear_probe's A.3 sweep (validation split, refit); k-shot probes sweep on a disjoint draw."
+    from clip_repro.probe import linear_probe, few_shot_indices
+    mu, draw = _world()
+    Xtr, ytr = draw(12); Xte, yte = draw(10); Xs, ys = draw(10, noise=2.5)
+    df = R.few_shot_continuum(Xtr, ytr, Xte, yte, [R.ShiftSet("noisy", Xs, ys)], shots=(2,), lam=None, seeds=(0,))
+    ref = linear_probe(Xtr, ytr, Xte, yte, val_fraction=0.2, seed=0, show_progress=False)
+    full = df[df.model == "fully supervised"].iloc[0]
+    assert full["lambda"] == ref.best_lambda and full["id"] == pytest.approx(ref.test_score, abs=1e-12)
+    idx = few_shot_indices(ytr, 2, 0); va = few_shot_indices(ytr, 2, 10_000, exclude=idx)
+    ref2 = linear_probe(Xtr[idx], ytr[idx], Xte, yte, Xtr[va], ytr[va], refit=False, show_progress=False)
+    two = df[df.model == "2-shot"].iloc[0]
+    assert two["lambda"] == ref2.best_lambda and two["id"] == pytest.approx(ref2.test_score, abs=1e-12)
+    with pytest.raises(ValueError, match="keeps at least one"):
+        R.few_shot_continuum(Xtr, ytr, Xte, yte, [], shots=(12,), lam=None)

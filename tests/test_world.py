@@ -211,3 +211,26 @@ def test_bad_input(small):
     with pytest.raises(ValueError, match="expected 'wit' or 'yfcc'"): corpus_item(w, "laion", 0)
     with pytest.raises(ValueError, match="uint8"): near_duplicate(np.zeros((4, 4)), rng_for(0, "x", 0))
     with pytest.raises(ValueError, match="render_clip"): w.render_clip(w.sample(rng_for(0, "x", 0)))
+
+
+def test_objectnet_and_youtube_bb_analogs(small):
+    """ObjectNet analog: the first OBJECTNET_FAMILIES families, turned 90-270 degrees, labelled by family (8 source classes each);
+    YouTube-BB analog: the ImageNet-Vid analog's clips rendered at half resolution."""
+    import clip_repro.world as W
+    w = World(small)
+    on = get_task("toy/objects-objectnet")
+    assert on.splits == ("test",) and list(on.classnames) == W.SUPERCATEGORIES[:W.OBJECTNET_FAMILIES]
+    for i in range(40):
+        px, y, m = make_item(w, "toy/objects-objectnet", "test", i)
+        o = m["objects"][0]
+        assert 0 <= y < W.OBJECTNET_FAMILIES and w.categories[o["category"]].super_id == y and 90 <= o["angle"] <= 270
+    clip, y, m = make_item(w, "toy/objects-ytbb", "test", 0)
+    assert clip.shape == (small.clip_frames, 32, 32, 3) and m["style"] == "lowres2"
+    assert y == w.categories[m["objects"][0]["category"]].super_id
+    # half resolution: lowres2 is the photo rendering box-averaged over 2 x 2 pixels and upsampled bilinearly (PIL)
+    from PIL import Image
+    m = w.sample(rng_for(0, "lowres2", 0), "object")
+    photo = w.render(m).astype(np.float64)
+    small_ = photo.reshape(16, 2, 16, 2, 3).mean((1, 3)).astype(np.uint8)
+    expected = np.asarray(Image.fromarray(small_).resize((32, 32), Image.BILINEAR))
+    np.testing.assert_array_equal(w.render({**m, "style": "lowres2"}), expected)
