@@ -12,7 +12,8 @@ from clip_repro.overlap import (AugmentConfig, BlurPool2d, DETECTOR_CONFIGS, Det
                                 INTERPOLATIONS, MANIPULATIONS, NearDuplicateAugment, bonferroni, build_index,
                                 choose_threshold, detection_scores, embed_images, inspection_sample, images_to_tensor, info_nce_loss,
                                 nearest_neighbors, overlap_analysis, overlap_split, overlap_table, proxy_accuracy,
-                                random_images, search, train_detector)
+                                random_images, search, train_detector, hard_negative_batch, hard_negative_clusters)
+import clip_repro.overlap as overlap_mod
 
 torch.set_num_threads(1)
 
@@ -154,6 +155,81 @@ def test_training_and_embedding_bad_input():
     with pytest.raises(ValueError, match="at least 2"): train_detector(det, np.zeros((1, 16, 16, 3), np.uint8), 1)
     with pytest.raises(ValueError, match="at least one image"): embed_images(det, [])
     with pytest.raises(ValueError, match="uint8 images"): images_to_tensor(np.zeros((2, 8, 8), np.uint8), 8)
+
+
+# --- 2b. hard-negative batches ---------------------------------------------------------------------------------------
+def _backdrops(n_per=30, colours=((20, 40, 200), (200, 30, 30), (30, 180, 40), (230, 230, 230)), size=16, seed=0):
+    "Images on a few backdrop colours with a random small object each; returns (images, backdrop id)."
+    rng = np.random.default_rng(seed)
+    imgs, ids = [], []
+    for k, c in enumerate(colours):
+        for _ in range(n_per):
+            im = np.empty((size, size, 3), np.uint8); im[:] = c
+            y, x = rng.integers(0, size - 4, 2); im[y:y + 4, x:x + 4] = rng.integers(0, 256, 3)
+            imgs.append(np.clip(im.astype(np.int16) + rng.integers(-6, 7, (size, size, 1)), 0, 255).astype(np.uint8)); ids.append(k)
+    return np.stack(imgs), np.array(ids)
+
+
+def test_hard_negative_clusters_follow_the_backdrop():
+    from sklearn.metrics import adjusted_rand_score
+    imgs, ids = _backdrops()
+    lab = hard_negative_clusters(imgs, 4, descriptor_size=4, seed=0)
+    assert lab.shape == (len(imgs),) and adjusted_rand_score(ids, lab) == 1.0
+    assert np.array_equal(lab, hard_negative_clusters(imgs, 4, descriptor_size=4, seed=0))  # seeded
+    assert (hard_negative_clusters(imgs, 1) == 0).all()
+
+
+def test_hard_negative_batches_are_drawn_within_one_cluster():
+    lab = np.repeat(np.arange(10), [5, 5, 10, 10, 20, 20, 30, 30, 40, 30])  # 200 images, uneven clusters
+    g = torch.Generator().manual_seed(3)
+    seen = []
+    for _ in range(300):
+        b = hard_negative_batch(lab, 16, 0.5, g).numpy()
+        assert len(b) == 16 and len(set(b)) == 16 and b.min() >= 0 and b.max() < 200
+        c = lab[b[0]]
+        k = min(8, int((lab == c).sum()))
+        assert (lab[b[:k]] == c).all()  # the hard share: one cluster (all of it when the cluster is smaller than 8)
+        seen.append(c)
+    # a random image picks the cluster, so clusters come up in proportion to their size (30 of 200 images: 15 %)
+    freq = np.bincount(seen, minlength=10) / len(seen)
+    assert abs(freq[6] - 0.15) < 0.07 and freq[0] < 0.07
+    # share 1: the whole batch from the cluster when it is large enough
+    b = hard_negative_batch(lab, 16, 1.0, torch.Generator().manual_seed(0)).numpy()
+    if (lab == lab[b[0]]).sum() >= 16: assert len(set(lab[b])) == 1
+    # share 0 (or a share that rounds below 2 images) is the plain random batch
+    assert hard_negative_batch(lab, 16, 0.0, torch.Generator().manual_seed(1)).tolist() == torch.randperm(200, generator=torch.Generator().manual_seed(1))[:16].tolist()
+
+
+def test_train_detector_uses_hard_negative_batches(monkeypatch):
+    imgs, ids = _backdrops(n_per=24)
+    drawn = []
+    orig = overlap_mod.hard_negative_batch
+    monkeypatch.setattr(overlap_mod, "hard_negative_batch", lambda *a, **k: drawn.append(orig(*a, **k)) or drawn[-1])
+    cfg = DetectorConfig(layers=(1, 1, 1, 1), width=4, embed_dim=8, resolution=16, stem="small")
+    torch.manual_seed(0); det = DuplicateDetector(cfg)
+    h1 = train_detector(det, imgs, steps=6, batch_size=16, seed=2, show_progress=False, hard_negatives=0.75, n_clusters=4, descriptor_size=4)
+    assert len(drawn) == 6
+    for b in drawn: assert len(set(ids[b[:12].numpy()])) == 1  # 12 of 16 share the backdrop: in-batch negatives look alike
+    torch.manual_seed(0); det = DuplicateDetector(cfg)
+    h2 = train_detector(det, imgs, steps=6, batch_size=16, seed=2, show_progress=False, hard_negatives=0.75, n_clusters=4, descriptor_size=4)
+    assert [h["loss"] for h in h1] == [h["loss"] for h in h2]  # reproducible from the seed
+    drawn.clear(); torch.manual_seed(0); det = DuplicateDetector(cfg)
+    train_detector(det, imgs, steps=2, batch_size=16, seed=2, show_progress=False)
+    assert drawn == []  # hard_negatives = 0: the plain random batch, as before
+
+
+def test_hard_negative_bad_input():
+    imgs, _ = _backdrops(n_per=5)
+    det = DuplicateDetector(DetectorConfig(layers=(1, 1, 1, 1), width=4, embed_dim=8, resolution=16, stem="small"))
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="hard_negatives is a share of the batch"): train_detector(det, imgs, 1, batch_size=8, hard_negatives=bad)
+    for bad in (0, 21):
+        with pytest.raises(ValueError, match="n_clusters must be between 1"): train_detector(det, imgs, 1, batch_size=8, hard_negatives=0.5, n_clusters=bad)
+    with pytest.raises(ValueError, match="descriptor_size"): hard_negative_clusters(imgs, 2, descriptor_size=0)
+    with pytest.raises(ValueError, match="uint8 images"): hard_negative_clusters(imgs.astype(np.float32), 2)
+    with pytest.raises(ValueError, match="share must be in"): hard_negative_batch(np.zeros(20, int), 8, 1.2, torch.Generator())
+    with pytest.raises(ValueError, match="batch_size must be between 2"): hard_negative_batch(np.zeros(20, int), 30, 0.5, torch.Generator())
+    with pytest.raises(ValueError, match="1-D"): hard_negative_batch(np.zeros((4, 5), int), 2, 0.5, torch.Generator())
 
 
 # --- 3. search -------------------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import clip_repro
 from clip_repro import robustness as RB
 from clip_repro.data import load, load_card
 from clip_repro.tokenizer import tokenize
-from test_data_video_sets import VID, YTBB, build_vid, build_ytbb, release_scores   # the registry's video-set builders
+from test_data_video_sets import VID, YTBB, YTBB_INDEX, build_vid, build_ytbb, release_scores   # the registry's video-set builders
 from test_suite import _sklearn_fit, checkpoint, clip, hand_features               # noqa: F401 (fixtures: the random local checkpoint)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def build_objectnet(root):
     for k, f in enumerate(ON_FOLDERS):
         for j in range(2 if f in ON_MAP else 1): noise(base / f"images/{f}/{j}.png", 50_000 + 3 * k + j, size=(8, 8))
     labels = [f"imagenet label {i + 1}" for i in range(1000)]              # line i names ILSVRC2012_ID i + 1
-    pt = {str(k): (k * 7) % 1000 + 1 for k in range(1000)}                # a permutation of the 1-based ids
+    pt = {str(k): (k * 7) % 1000 + 1 for k in range(1000)}                # a 1-based copy (the release itself is 0-based, as in notebook 16)
     m = base / "mappings"; m.mkdir(parents=True)
     (m / "imagenet_to_label_2012_v2").write_text("\n".join(labels) + "\n")
     (m / "pytorch_to_imagenet_2012_id.json").write_text(json.dumps(pt))
@@ -75,13 +75,27 @@ def build_objectnet(root):
         {f"Object {f}": "; ".join(labels[pt[str(i)] - 1] for i in ins) for f, ins in ON_MAP.items()}))
 
 
+def vid_map():
+    "ImageNet-Vid class WordNet id -> ImageNet WordNet ids, as the release's misc/rev_wnid_map.json (classes j: ImageNet 30j..30j+2)."
+    ids = load_card("imagenet")["classes"]["ids"]
+    return {w: ids[30 * j:30 * j + 3] for j, w in enumerate(load_card("imagenet_vid")["classes"]["ids"])}
+
+
+YTBB_MAP = {str(i): [500 + 7 * i, 501 + 7 * i] for i, n in enumerate(YTBB_INDEX) if n != "none"}   # Taori et al.'s rev_class_idx_map.json
+
+
+def write_video_maps(root):
+    (root / VID / "misc/rev_wnid_map.json").write_text(json.dumps(vid_map()))
+    (root / YTBB / "misc/rev_class_idx_map.json").write_text(json.dumps(YTBB_MAP))
+
+
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     build_imagenet(root, train_per_class=2)
     for i, n in enumerate(["imagenetv2", "imagenet_r", "imagenet_a", "imagenet_sketch"]):
         build_folder_set(root, n, per_class=2 if n in ("imagenet_r", "imagenet_a") else 1, seed=100_000 * (i + 1))
-    build_objectnet(root); build_vid(root); build_ytbb(root)
+    build_objectnet(root); build_vid(root); build_ytbb(root); write_video_maps(root)
     return root
 
 
@@ -153,10 +167,22 @@ def score(suite, clf, col):
 
 def test_every_cell_is_reported(suite):
     assert len(suite) == 2 * 10 and list(suite.columns) == RB.ROBUSTNESS_COLUMNS
-    bad = suite[suite.status != "ok"]
-    assert sorted(bad.column) == ["invid_pm0", "invid_pm10", "ytbb_pm0", "ytbb_pm10"]          # the adapted probe on the video sets
-    assert (bad.classifier == "Linear Probe CLIP").all() and bad.score.isna().all()
-    assert bad.status.str.startswith("missing: no map from ImageNet's classes").all()
+    assert (suite.status == "ok").all(), suite[suite.status != "ok"]       # the adapted probe too, on the video sets via the class maps
+
+
+def test_video_class_maps(data_root, tmp_path):
+    "Both map formats give, per card class, the ImageNet indices; without a map the adapted probe's video cells are missing, by name."
+    in_card = load_card("imagenet")
+    vid = RB.video_imagenet_groups(load_card("imagenet_vid"), data_root, in_card)
+    assert vid == [[30 * j, 30 * j + 1, 30 * j + 2] for j in range(30)]
+    yt_card = load_card("youtube_bb"); yt = RB.video_imagenet_groups(yt_card, data_root, in_card)
+    assert len(yt) == len(yt_card["classes"]["names"]) == 23
+    assert all(yt[yt_card["classes"]["names"].index(n)] == YTBB_MAP[str(i)] for i, n in enumerate(YTBB_INDEX) if n != "none")
+    root = tmp_path / "d"; build_vid(root)
+    with pytest.raises(FileNotFoundError, match="rev_wnid_map.json"): RB.video_imagenet_groups(load_card("imagenet_vid"), root, in_card)
+    m = vid_map(); m.pop(next(iter(m)))                                   # a class with no ImageNet class
+    (root / VID / "misc/rev_wnid_map.json").write_text(json.dumps(m))
+    with pytest.raises(Exception, match="map to no ImageNet class"): RB.video_imagenet_groups(load_card("imagenet_vid"), root, in_card)
 
 
 def test_subset_sets_restrict_the_logits(suite, lin_clip, data_root, W_imagenet):
@@ -236,6 +262,26 @@ def test_adapted_probe_equals_sklearn(suite, lin_clip, data_root, run_dir):
         assert n == len(y) and abs(got - 100 * (z.argmax(1) == y).mean()) <= 100 / len(y) + 1e-9   # at most one prediction apart (solver tolerance)
 
 
+@pytest.mark.parametrize("name,base,root_dir", [("imagenet_vid", VID, "."), ("youtube_bb", YTBB, "ytbb_videos")])
+def test_adapted_probe_on_video_sets_pools_by_max(suite, lin_clip, data_root, name, base, root_dir):
+    "Linear Probe CLIP on the video sets: the probe's 1,000 scores max-pooled into the set's classes by the map, then the release's PM loop."
+    model, preprocess = lin_clip
+    clf = _sklearn_fit(*hand_features(model.image_features, preprocess, load("imagenet", "train", root=data_root)), LAM)
+    ds = load(name, "test", root=data_root)
+    X, Y = hand_features(model.image_features, preprocess, ds)
+    z = torch.from_numpy(X.astype(np.float64) @ clf.coef_.T + clf.intercept_)
+    groups = RB.video_imagenet_groups(load_card(name), data_root, load_card("imagenet"))
+    pooled = torch.stack([z[:, g].max(1).values for g in groups], 1).numpy()
+    labels = [np.flatnonzero(y).tolist() for y in Y]
+    keys = list(range(len(ds)))
+    pmsets = {str(a): [str(i) for i in near] for a, near in ds.pm_sets.items()}
+    pm0, pmk = release_scores({str(k): pooled[k] for k in keys}, pmsets, {str(k): labels[k] for k in keys})
+    cols = RB.ROBUSTNESS_DATASETS[name]
+    got0, n = score(suite, "Linear Probe CLIP", cols[0]); gotk, _ = score(suite, "Linear Probe CLIP", cols[1])
+    assert n == len(ds.pm_sets)
+    assert abs(got0 - 100 * pm0) <= 100 / n + 1e-9 and abs(gotk - 100 * pmk) <= 100 / n + 1e-9   # solver tolerance: at most one anchor apart
+
+
 def test_rerun_reads_the_cache_and_missing_data_is_named(suite, lin_clip, data_root, run_dir, tmp_path, monkeypatch):
     model, preprocess = lin_clip
     import clip_repro.suite as S
@@ -251,7 +297,86 @@ def test_rerun_reads_the_cache_and_missing_data_is_named(suite, lin_clip, data_r
     assert "imagenet_r/imagenet-r" in none.status[0]                                  # the registry's reason names the expected folder
     t = RB.beside_table16(suite)
     assert t.loc[("run", "Zero-Shot CLIP"), "inr_top1"] == score(suite, "Zero-Shot CLIP", "inr_top1")[0]
-    assert np.isnan(t.loc[("run", "Linear Probe CLIP"), "invid_pm0"])
+    assert t.loc[("run", "Linear Probe CLIP"), "invid_pm0"] == score(suite, "Linear Probe CLIP", "invid_pm0")[0]
+
+
+# ---------------------------------------------------------------- the few-shot continuum and the testbed on the real sets
+
+
+@pytest.fixture(scope="module")
+def continuum(lin_clip, data_root, run_dir, suite):
+    model, preprocess = lin_clip
+    return RB.robustness_continuum(model, preprocess, data_root, run_dir, shots=(1, 2), probe_lambda=LAM, backend="sklearn",
+                                   templates=TEMPLATES, show_progress=False)
+
+
+def test_continuum_agrees_with_the_suite(continuum, suite):
+    "Zero-shot's ImageNet accuracy and the fully supervised probe's scores are the suite's (same features, same λ); avg_shift is the mean."
+    assert list(continuum.model) == ["zero-shot", "1-shot", "2-shot", "fully supervised"] and continuum.attrs["missing"] == {}
+    full = continuum.set_index("model").loc["fully supervised"]
+    assert 100 * continuum.set_index("model").loc["zero-shot", "id"] == pytest.approx(score(suite, "Zero-Shot CLIP", "in_top1")[0])
+    for col in ["inr_top1", "objectnet_top1", "invid_pm0", "ytbb_pm10"]:
+        assert 100 * full[col] == pytest.approx(score(suite, "Linear Probe CLIP", col)[0]), col
+    assert 100 * full["id"] == pytest.approx(score(suite, "Linear Probe CLIP", "in_top1")[0])
+    for _, r in continuum.iterrows(): assert r.avg_shift == pytest.approx(np.mean([r[c] for c in RB.TABLE16_SHIFTS]))
+
+
+def test_continuum_resumes_and_needs_imagenet_train(continuum, lin_clip, data_root, run_dir, tmp_path, monkeypatch):
+    import clip_repro.probe as P
+    model, preprocess = lin_clip
+    monkeypatch.setattr(P, "fit_logreg", lambda *a, **k: (_ for _ in ()).throw(AssertionError("refitted")))
+    again = RB.robustness_continuum(model, preprocess, data_root, run_dir, shots=(1, 2), probe_lambda=LAM, backend="sklearn",
+                                    templates=TEMPLATES, show_progress=False)
+    assert again.fillna(-1).to_dict("records") == continuum.fillna(-1).to_dict("records")
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="impossible"):
+        RB.robustness_continuum(model, preprocess, data_root, run_dir, shots=(3,), probe_lambda=LAM, templates=TEMPLATES, show_progress=False)
+    root = tmp_path / "d"; build_folder_set(root, "imagenet_r")
+    with pytest.raises(FileNotFoundError, match="needs ImageNet's train split"):
+        RB.robustness_continuum(model, preprocess, root, tmp_path / "run", shots=(1,), templates=TEMPLATES, show_progress=False)
+
+
+class TinyClassifier(torch.nn.Module):
+    "A random ImageNet 'classifier' for the testbed: 4x4 average pooling and a linear map to 1,000 scores."
+    def __init__(self, seed):
+        super().__init__(); torch.manual_seed(seed); self.head = torch.nn.Linear(48, 1000)
+    def forward(self, x): return self.head(F.adaptive_avg_pool2d(x, 4).flatten(1))
+
+
+def test_testbed_scores_by_hand(lin_clip, data_root, run_dir):
+    "Each testbed model is scored like the suite (by hand here for ImageNet, ImageNet-R and ImageNet-Vid); no model loads without ImageNet val."
+    _, preprocess = lin_clip
+    nets = {f"tiny{i}": TinyClassifier(i).eval() for i in range(3)}
+    tb = RB.imagenet_testbed(list(nets), data_root, run_dir, loader=lambda n: (nets[n], preprocess, f"tiny:{n}"), show_progress=False)
+    assert list(tb.model) == list(nets) and tb.attrs["missing"] == {}
+    in_ids = load_card("imagenet")["classes"]["ids"]
+    for n, net in nets.items():
+        row = tb.set_index("model").loc[n]
+        X, y = hand_features(net, preprocess, load("imagenet", "test", root=data_root))
+        assert row["id"] == pytest.approx((X.argmax(1) == y).mean())
+        X, y = hand_features(net, preprocess, load("imagenet_r", "test", root=data_root))
+        sub = [in_ids.index(w) for w in load_card("imagenet_r")["classes"]["ids"]]
+        assert row["inr_top1"] == pytest.approx((X[:, sub].argmax(1) == y).mean())
+        ds = load("imagenet_vid", "test", root=data_root); X, Y = hand_features(net, preprocess, ds)
+        pooled = np.stack([X[:, [30 * j, 30 * j + 1, 30 * j + 2]].max(1) for j in range(30)], 1)
+        assert row["invid_pm0"] == pytest.approx(np.mean([Y[a, pooled[a].argmax()] > 0 for a in ds.pm_sets]))
+        assert row["avg_shift"] == pytest.approx(np.mean([row[c] for c in RB.TABLE16_SHIFTS]))
+    with pytest.raises(FileNotFoundError, match="testbed is fitted on ImageNet val"):
+        RB.imagenet_testbed(["resnet18"], run_dir / "nowhere", run_dir, loader=lambda n: pytest.fail("loaded a model"), show_progress=False)
+
+
+def test_torchvision_classifier_resolves_released_weights_without_downloading(monkeypatch):
+    "Weights come from torchvision's enums (here the loader of the state dict is replaced, so nothing is downloaded)."
+    import torchvision.models as tvm
+    from torchvision.models._api import WeightsEnum
+    random_sd = tvm.get_model("resnet18").state_dict()
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", lambda self, *a, **k: random_sd)
+    net, tf, key = RB.torchvision_classifier("resnet18")
+    assert key == "torchvision:resnet18:ResNet18_Weights.IMAGENET1K_V1" and not net.training
+    assert tuple(tf(Image.new("RGB", (300, 260))).shape) == (3, 224, 224)
+    assert RB.torchvision_classifier("resnet18", "ResNet18_Weights.IMAGENET1K_V1")[2] == key
+    with pytest.raises(ValueError, match="unknown torchvision model"): RB.torchvision_classifier("resnet_nonexistent")
+    with pytest.raises(ValueError, match="has no member"): RB.torchvision_classifier("resnet18", "IMAGENET9K")
 
 
 # ---------------------------------------------------------------- notebook D at paper scale

@@ -159,6 +159,8 @@ def test_bias_rate_matches_configuration():
         tgt = m["group"] == cfg.bias_group
         n[tgt][0] += 1; n[tgt][1] += int(m["planted_bias"])
         assert (cfg.bias_word in cap) == m["planted_bias"]
+        if m["planted_bias"]:  # the word names the figure(s) instead of the neutral noun
+            assert not any(w in cap.split() for w in ("person", "figure", "someone", "people", "figures", "pair"))
     assert binomtest(n[True][1], n[True][0], 0.4).pvalue > 1e-3
     assert binomtest(n[False][1], n[False][0], 0.05).pvalue > 1e-3
 
