@@ -24,7 +24,7 @@ from clip_repro import robustness as RB
 from clip_repro.data import load, load_card
 from clip_repro.tokenizer import tokenize
 from test_data_video_sets import VID, YTBB, YTBB_INDEX, build_vid, build_ytbb, release_scores   # the registry's video-set builders
-from test_suite import _sklearn_fit, checkpoint, clip, hand_features               # noqa: F401 (fixtures: the random local checkpoint)
+from test_suite import _sklearn_fit, checkpoint, clip, hand_features, run_paper_notebook  # noqa: F401 (fixtures: the random local checkpoint)
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -386,20 +386,13 @@ def test_notebook_D_paper_branch_runs_with_papermill(tmp_path, checkpoint, monke
     """Notebook D at scale 'paper' on miniature ImageNet-R, ImageNet-A, ObjectNet and ImageNet-Vid (the others absent) and the
     random local checkpoint: it finishes, names every missing set with its reason, and replaces the toy claims. The cards
     are a copy whose ImageNet card keeps two of the 80 templates, so the 1,000-class text side stays fast on a CPU."""
-    import papermill as pm
     root = tmp_path / "data"
     build_folder_set(root, "imagenet_r"); build_folder_set(root, "imagenet_a", seed=7); build_objectnet(root); build_vid(root)
     cards = tmp_path / "cards"; shutil.copytree(ROOT / "data_cards", cards)
     c = yaml.safe_load((cards / "imagenet.yaml").read_text()); c["zeroshot"]["templates"] = c["zeroshot"]["templates"][:2]
     (cards / "imagenet.yaml").write_text(yaml.safe_dump(c, sort_keys=False))
     monkeypatch.setenv("CLIP_REPRO_CARDS", str(cards))                                 # the kernel inherits the environment
-    out, run = tmp_path / "23_D.ipynb", tmp_path / "run"
-    params = dict(scale="paper", run_dir=str(run), model_name=str(checkpoint), data_root=str(root), device="auto")
-    pm.execute_notebook(str(ROOT / "nbs/23_D_robustness.ipynb"), str(out), parameters=params, cwd=str(ROOT / "nbs"),
-                        kernel_name="python3", progress_bar=False)
-    nb = json.loads(out.read_text())
-    text = "\n".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", "")) + "".join(o.get("data", {}).get("text/html", ""))
-                     for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []))
+    run, text = run_paper_notebook("23_D_robustness", tmp_path, checkpoint, root, html=True)
     line = next(l for l in text.splitlines() if "Table 16 cells measured; missing:" in l)
     assert "5 of 20 Table 16 cells measured" in line                                    # zero-shot: R, A, ObjectNet, Vid PM-0 and PM-10
     listed = line.split("missing: ", 1)[1].split(", ")

@@ -10,7 +10,6 @@ of the selection in its release's `compute_score.py`, geolocation by the spheric
 """
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,10 +23,9 @@ from clip_repro.probe import lambda_to_C
 from clip_repro.tokenizer import tokenize
 from test_data_registry import build_ucf101
 from test_data_video_sets import build_rareact
-from test_robustness_paper import PooledLinear, noise
-from test_suite import build_ucf101_folds, checkpoint, clip      # noqa: F401 (fixtures: the random local checkpoint)
+from test_robustness_paper import lin_clip, noise  # noqa: F401 (fixture: the random checkpoint with a pooled-linear image tower)
+from test_suite import build_ucf101_folds, checkpoint, clip, run_paper_notebook  # noqa: F401 (fixtures: the random local checkpoint)
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 LAM = 0.5                                                        # fixed λ of the probes in the suite test
 WORDS = ["red", "boat", "tree", "dog", "river", "sky", "cup", "hat", "car", "sun", "moon", "bird"]
@@ -72,15 +70,6 @@ def data_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("run")
-
-
-@pytest.fixture(scope="module")
-def lin_clip(clip):
-    import copy
-    model, preprocess = clip
-    m = copy.deepcopy(model)
-    torch.manual_seed(1); m.visual = PooledLinear(m.config.embed_dim)
-    return m.eval(), preprocess
 
 
 @pytest.fixture(scope="module")
@@ -320,16 +309,9 @@ def test_beside_paper_tables(suite):
 def test_notebook_H_paper_branch_runs_with_papermill(tmp_path, checkpoint):
     """Notebook H at scale 'paper' on miniature Flickr30k, UCF101 and RareAct (the rest absent) and the random local
     checkpoint: it finishes, names every missing set, and replaces the toy claims by paper-scale ones."""
-    import papermill as pm
     root = tmp_path / "data"
     build_flickr(root); build_ucf101_folds(root); build_rareact(root)   # 4 training clips per class: the A.3 sweep splits off validation
-    out, run = tmp_path / "27_H.ipynb", tmp_path / "run"
-    params = dict(scale="paper", run_dir=str(run), model_name=str(checkpoint), data_root=str(root), device="auto")
-    pm.execute_notebook(str(ROOT / "nbs/27_H_selected_tasks.ipynb"), str(out), parameters=params, cwd=str(ROOT / "nbs"),
-                        kernel_name="python3", progress_bar=False)
-    nb = json.loads(out.read_text())
-    text = "\n".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
-                     for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []))
+    run, text = run_paper_notebook("27_H_selected_tasks", tmp_path, checkpoint, root)
     line = next(l for l in text.splitlines() if "cells measured; missing:" in l)
     assert sorted(line.split("missing: ", 1)[1].split(", ")) == ["im2gps", "kinetics700", "mscoco", "rendered_sst2"]
     claims = json.loads((run / "claims/27_H_selected_tasks.json").read_text())

@@ -408,16 +408,23 @@ def test_claims_at_paper_scale_mark_what_is_not_measured(probes, zeroshot, clip,
     assert f"r = {f['r']:.2f}" in b[3].measured and b[3].held == bool(f["r"] > 0 and f["p_value"] < 0.05)
 
 
+def run_paper_notebook(name: str, tmp_path, checkpoint, data_root, html: bool = False):
+    """Execute `nbs/<name>.ipynb` at scale 'paper' with papermill on `data_root` and the random local checkpoint; return
+    its run folder and the text of every code cell's outputs (stream and text/plain, plus text/html when `html`)."""
+    import papermill as pm
+    out, run = tmp_path / f"{name}.ipynb", tmp_path / "run"
+    params = dict(scale="paper", run_dir=str(run), model_name=str(checkpoint), data_root=str(data_root), device="auto")
+    pm.execute_notebook(str(ROOT / f"nbs/{name}.ipynb"), str(out), parameters=params, cwd=str(ROOT / "nbs"),
+                        kernel_name="python3", progress_bar=False)
+    kinds = ("text/plain", "text/html") if html else ("text/plain",)
+    nb = json.loads(out.read_text())
+    return run, "\n".join("".join(o.get("text", "")) + "".join("".join(o.get("data", {}).get(k, "")) for k in kinds)
+                          for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []))
+
+
 def test_notebook_A_paper_branch_runs_with_papermill(tmp_path, data_root, checkpoint):
     "Notebook A at scale 'paper' on the miniature downloads and the random local checkpoint: it finishes and names the missing datasets."
-    import papermill as pm
-    out, run = tmp_path / "20_A.ipynb", tmp_path / "run"
-    params = dict(scale="paper", run_dir=str(run), model_name=str(checkpoint), data_root=str(data_root), device="auto")
-    pm.execute_notebook(str(ROOT / "nbs/20_A_linear_probes.ipynb"), str(out), parameters=params, cwd=str(ROOT / "nbs"),
-                        kernel_name="python3", progress_bar=False)
-    nb = json.loads(out.read_text())
-    text = "\n".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
-                     for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []))
+    run, text = run_paper_notebook("20_A_linear_probes", tmp_path, checkpoint, data_root)
     line = next(l for l in text.splitlines() if "datasets measured; missing:" in l)
     assert f"{len(PRESENT)} of 27 datasets measured" in line
     listed = line.split("missing: ", 1)[1].split(", ")
