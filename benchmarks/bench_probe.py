@@ -8,6 +8,7 @@ of fits the parametric binary search used against the 97-point grid.
     python benchmarks/bench_probe.py --quick          # seconds
     python benchmarks/bench_probe.py                  # the 50,000 x 512 x 100 set (minutes on 2 cores)
     python benchmarks/bench_probe.py --no-sweep --repeat 3   # single cold fits only; median of 3 alternating pairs
+    python benchmarks/bench_probe.py --no-sweep --tol 1e-6   # single fits run closer to the optimum
 """
 from __future__ import annotations
 import argparse, json, time, warnings
@@ -35,6 +36,7 @@ def main(argv=None):
     ap.add_argument("--n-train", type=int, default=None); ap.add_argument("--n-test", type=int, default=None)
     ap.add_argument("--dim", type=int, default=None); ap.add_argument("--classes", type=int, default=None)
     ap.add_argument("--lam", type=float, default=1e-4, help="λ of the single-fit comparison (mean-loss convention)")
+    ap.add_argument("--tol", type=float, default=1e-4, help="gradient tolerance of both backends (A.3 / scikit-learn default 1e-4)")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads for both torch and scikit-learn's BLAS/OpenMP")
     ap.add_argument("--no-sweep", action="store_true", help="only the single-fit comparison")
     ap.add_argument("--repeat", type=int, default=1, help="single-fit pairs to time (sklearn, torch alternating); the median ratio is reported")
@@ -52,7 +54,7 @@ def main(argv=None):
     warnings.filterwarnings("ignore")
     Xtr, ytr, Xte, yte = synthetic_features(n_train, n_test, dim, k)
     print(f"features: train {Xtr.shape}, test {Xte.shape}, {k} classes, torch threads {a.threads}, device {a.device}")
-    out = dict(n_train=n_train, n_test=n_test, dim=dim, classes=k, threads=a.threads, device=a.device, dtype=a.dtype)
+    out = dict(n_train=n_train, n_test=n_test, dim=dim, classes=k, threads=a.threads, device=a.device, dtype=a.dtype, tol=a.tol)
 
     # warm-up: the first torch call in a process pays one-off initialisation; keep it out of the timings
     fit_logreg(Xtr[:200], ytr[:200], a.lam, "torch", device=a.device, max_iter=5)
@@ -60,7 +62,7 @@ def main(argv=None):
     for rep in range(a.repeat):  # alternate the backends so that both see the same load on a shared machine
         for be in ("sklearn", "torch"):
             t = time.perf_counter()
-            p = fit_logreg(Xtr, ytr, a.lam, be, device=a.device, dtype=a.dtype)
+            p = fit_logreg(Xtr, ytr, a.lam, be, device=a.device, dtype=a.dtype, tol=a.tol)
             res[be] = dict(seconds=time.perf_counter() - t, n_iter=p.n_iter, converged=p.converged,
                            test_acc=probe_score(p, Xte, yte))
             print(f"single fit λ={a.lam:g} {be:8s}: {res[be]['seconds']:8.2f} s, {p.n_iter} iterations, "
