@@ -161,7 +161,7 @@ def test_bad_input():
     assert fit_logreg(X, y, 1e7, bounds=None).lam == 1e7
 
 
-@pytest.mark.parametrize("k,onednn", [(2, False), (5, False), (5, True)])  # the oneDNN path is float32, multiclass, CPU only
+@pytest.mark.parametrize("k,onednn", [(2, False), (2, True), (5, False), (5, True)])  # the oneDNN path is float32, CPU only
 def test_hand_written_gradient_matches_autograd(k, onednn):
     from clip_repro.probe import logreg_loss_grad
     assert not onednn or torch.backends.mkldnn.is_available(), "the pinned CPU torch build ships oneDNN"
