@@ -249,3 +249,23 @@ def test_strong_lambda_fits_converge_fast_and_match_sklearn(k):
         # the intercepts fit the class priors; a softmax is unchanged by a common shift of all of them
         shift = lambda b: b - b.mean() if k > 2 else b
         np.testing.assert_allclose(shift(t.intercept), shift(s.intercept), atol=2e-3)
+
+
+def test_few_shot_split_is_shared_by_the_probe_and_the_continuum():
+    from clip_repro.probe import few_shot_split
+    from clip_repro.robustness import few_shot_continuum
+    X, y = blobs(5 * 12, k=5, d=8, seed=9)                       # blobs draws labels at random: counts differ by class
+    n = np.bincount(y).min()
+    for k in (1, 2, n // 2 + 1, n - 1):
+        tr, va = few_shot_split(y, k, seed=3)
+        assert np.bincount(y[tr]).tolist() == [k] * 5
+        assert np.bincount(y[va]).tolist() == [min(k, n - k)] * 5  # as many as k while the smallest class allows
+        assert not set(tr) & set(va)
+        np.testing.assert_array_equal(tr, few_shot_indices(y, k, 3))
+    with pytest.raises(ValueError, match="smallest class"): few_shot_split(y, n, 0)
+    # both users draw the same examples: same λ chosen and same test accuracy for k = n - 1 (validation of one per class)
+    k = n - 1
+    fs = few_shot_probe(X, y, X, y, k, seeds=(0,), backend="torch")
+    cont = few_shot_continuum(X, y, X, y, [], shots=[k], full=False, lam=None, backend="torch")
+    assert fs.lam[0] == pytest.approx(cont["lambda"].iloc[0])
+    assert fs.test_score[0] == pytest.approx(cont["id"].iloc[0], abs=1e-12)
