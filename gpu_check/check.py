@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 T0 = time.perf_counter()
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,18 +99,6 @@ class tf32_off:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.old
 
 
-@torch.no_grad()
-def randomize_bn(model: nn.Module, seed: int) -> nn.Module:
-    "Random BatchNorm affine/statistics so every weight matters (as tests/test_model_equivalence.py does)."
-    g = torch.Generator().manual_seed(seed)
-    for mod in model.modules():
-        if isinstance(mod, nn.BatchNorm2d):
-            n = mod.num_features
-            mod.weight.copy_(torch.rand(n, generator=g) + 0.5); mod.bias.copy_(0.1 * torch.randn(n, generator=g))
-            mod.running_mean.copy_(0.1 * torch.randn(n, generator=g)); mod.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-    return model
-
-
 def caption_batch(n: int) -> list[str]:
     return [CAPTIONS[i % len(CAPTIONS)] + ("" if i < len(CAPTIONS) else f" ({i})") for i in range(n)]
 
@@ -141,12 +128,12 @@ def check_imports(dev, S, budget) -> dict:
 # ------------------------------------------------------------------------------------------------ 1: equivalence
 def check_equivalence(dev, S, budget) -> dict:
     import open_clip
-    from clip_repro.model import build_model
+    from clip_repro.model import build_model, randomize_batchnorm
     res = {}
     for name, oc_name in OPEN_CLIP_NAMES.items():
         t = time.perf_counter()
         torch.manual_seed(0)
-        ref = randomize_bn(open_clip.create_model(oc_name), 1).eval()
+        ref = randomize_batchnorm(open_clip.create_model(oc_name), 1).eval()
         ours = build_model(ref.state_dict()).eval()  # same random weights (OpenAI's names and shapes)
         ref, ours = ref.to(dev), ours.to(dev)
         r = ours.config.image_resolution

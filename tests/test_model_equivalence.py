@@ -8,11 +8,10 @@ import copy
 
 import pytest
 import torch
-from torch import nn
 
 import open_clip
 
-from clip_repro.model import CLIP, CONFIGS, PAPER_MODELS, build_model, count_parameters, forward_flops
+from clip_repro.model import CLIP, CONFIGS, PAPER_MODELS, build_model, count_parameters, forward_flops, randomize_batchnorm
 
 OPEN_CLIP_NAMES = {"RN50": "RN50-quickgelu", "RN101": "RN101-quickgelu", "RN50x4": "RN50x4-quickgelu",
                    "RN50x16": "RN50x16-quickgelu", "RN50x64": "RN50x64-quickgelu", "ViT-B/32": "ViT-B-32-quickgelu",
@@ -21,16 +20,7 @@ CAPTIONS = ["a photo of a dog.", "two cats sleeping on a red sofa, seen from abo
 TOL = dict(atol=1e-4, rtol=1e-4)
 
 
-@torch.no_grad()
-def randomize(model: nn.Module, seed: int) -> nn.Module:
-    "Make every weight matter: random BatchNorm affine/statistics (the default init zeroes the last BN of each block)."
-    g = torch.Generator().manual_seed(seed)
-    for mod in model.modules():
-        if isinstance(mod, nn.BatchNorm2d):
-            n = mod.num_features
-            mod.weight.copy_(torch.rand(n, generator=g) + 0.5); mod.bias.copy_(0.1 * torch.randn(n, generator=g))
-            mod.running_mean.copy_(0.1 * torch.randn(n, generator=g)); mod.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-    return model
+randomize = randomize_batchnorm  # random BatchNorm affine/statistics (the default init zeroes the last BN of each block)
 
 
 @pytest.fixture(scope="module", params=["RN50", "ViT-B/32"])
