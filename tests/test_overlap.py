@@ -12,7 +12,7 @@ from clip_repro.overlap import (AugmentConfig, BlurPool2d, DETECTOR_CONFIGS, Det
                                 INTERPOLATIONS, MANIPULATIONS, NearDuplicateAugment, bonferroni, build_index,
                                 choose_threshold, detection_scores, embed_images, inspection_sample, images_to_tensor, info_nce_loss,
                                 nearest_neighbors, overlap_analysis, overlap_split, overlap_table, proxy_accuracy,
-                                random_images, search, train_detector, hard_negative_batch, hard_negative_clusters)
+                                random_images, search, train_detector, hard_negative_batch, hard_negative_clusters, koleo_loss)
 import clip_repro.overlap as overlap_mod
 
 torch.set_num_threads(1)
@@ -230,6 +230,50 @@ def test_hard_negative_bad_input():
     with pytest.raises(ValueError, match="share must be in"): hard_negative_batch(np.zeros(20, int), 8, 1.2, torch.Generator())
     with pytest.raises(ValueError, match="batch_size must be between 2"): hard_negative_batch(np.zeros(20, int), 30, 0.5, torch.Generator())
     with pytest.raises(ValueError, match="1-D"): hard_negative_batch(np.zeros((4, 5), int), 2, 0.5, torch.Generator())
+
+
+# --- 2c. the KoLeo spreading term ------------------------------------------------------------------------------------
+def test_koleo_equals_scipy_kdtree_nearest_other_image():
+    from scipy.spatial import cKDTree
+    g = torch.Generator().manual_seed(4)
+    for B, D in ((2, 3), (7, 16), (33, 8)):
+        a, b = (F.normalize(torch.randn(B, D, generator=g, dtype=torch.float64), dim=-1) for _ in range(2))
+        b[0] = a[0]  # an exact copy: its zero distance is excluded (it is the same image)
+        z = torch.cat([a, b]).numpy(); own = np.arange(2 * B) % B
+        dist, idx = cKDTree(z).query(z, k=3)  # itself, its copy, then the nearest other image (at worst)
+        nearest = np.array([next(d for d, j in zip(dist[i], idx[i]) if own[j] != own[i]) for i in range(2 * B)])
+        assert float(koleo_loss(a, b, eps=0)) == pytest.approx(-np.log(nearest).mean(), rel=1e-5)
+
+
+def test_koleo_gradient_spreads_and_stays_finite_on_coincident_images():
+    a = F.normalize(torch.randn(6, 8), dim=-1); b = a.clone()
+    a2 = a.clone(); a2[1] = a2[0]  # two *different* images at the same point: distance 0, the term is log(eps), no NaN
+    x = a2.clone().requires_grad_(True)
+    koleo_loss(x, b).backward()
+    assert torch.isfinite(x.grad).all()
+    # a gradient step on the term moves bunched embeddings apart
+    z = F.normalize(torch.randn(1, 8) + 0.1 * torch.randn(8, 8), dim=-1).requires_grad_(True)
+    before = koleo_loss(z, z.detach()).item()
+    koleo_loss(z, z.detach()).backward()
+    with torch.no_grad(): z2 = F.normalize(z - 0.05 * z.grad, dim=-1)
+    assert koleo_loss(z2, z2).item() < before
+
+
+def test_train_detector_with_koleo_records_it_and_keeps_the_plain_path():
+    imgs = random_images(16, 32, seed=1)
+    cfg = DetectorConfig(layers=(1, 1, 1, 1), width=4, embed_dim=8, resolution=16, stem="small")
+    def run(**kw):
+        torch.manual_seed(0); det = DuplicateDetector(cfg)
+        return train_detector(det, imgs, steps=3, batch_size=8, seed=5, show_progress=False, **kw)
+    plain, zero, spread = run(), run(koleo=0.0), run(koleo=1.0)
+    assert plain == zero and all("koleo" not in h for h in plain)  # koleo = 0 is the paper's loss, step for step
+    assert all(math.isfinite(h["koleo"]) for h in spread)
+    assert spread[0]["loss"] == plain[0]["loss"] and spread[1]["loss"] != plain[1]["loss"]  # same start, then the term acts
+    det = DuplicateDetector(cfg)
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="koleo is the weight"): train_detector(det, imgs, 1, batch_size=8, koleo=bad)
+    with pytest.raises(ValueError, match="same shape"): koleo_loss(torch.zeros(3, 4), torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="at least 2 pairs"): koleo_loss(torch.ones(1, 4), torch.ones(1, 4))
 
 
 # --- 3. search -------------------------------------------------------------------------------------------------------
