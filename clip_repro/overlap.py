@@ -23,8 +23,9 @@ __all__ = ['INTERPOLATIONS', 'ROTATE_INTERPOLATIONS', 'MANIPULATIONS', 'STEMS', 
            'random_images', 'AugmentConfig', 'NearDuplicateAugment', 'BlurPool2d', 'wn_conv', 'AABottleneck',
            'DetectorConfig', 'DuplicateDetector', 'info_nce_loss', 'proxy_accuracy', 'koleo_loss', 'images_to_tensor',
            'hard_negative_clusters', 'hard_negative_batch', 'train_detector', 'embed_images', 'build_index', 'search',
-           'nearest_neighbors', 'choose_threshold', 'inspection_sample', 'overlap_split', 'OverlapResult',
-           'overlap_analysis', 'bonferroni', 'overlap_table', 'plot_figure17', 'detection_scores']
+           'nearest_neighbors', 'crop_boxes', 'crop_views', 'embed_views', 'search_views', 'multi_view_search',
+           'choose_threshold', 'inspection_sample', 'overlap_split', 'OverlapResult', 'overlap_analysis', 'bonferroni',
+           'overlap_table', 'plot_figure17', 'detection_scores']
 
 # %% ../nbs/15_overlap.ipynb #c10e00fc
 def random_images(n: int,           # how many images
@@ -452,6 +453,80 @@ def nearest_neighbors(queries: np.ndarray, corpus: np.ndarray, k: int = 1, kind:
                       nprobe: int | None = None, **kw) -> tuple[np.ndarray, np.ndarray]:
     "Build an index over `corpus` and search it with `queries` (see `build_index`, `search`)."
     return search(build_index(corpus, kind=kind, **kw), queries, k=k, nprobe=nprobe)
+
+def crop_boxes(height: int, width: int,
+               sides: Sequence[float] = (0.75, 0.85, 0.95),  # side of each crop as a fraction of the image's
+               grid: int = 3,                                # crops per side fraction: grid × grid, evenly placed
+               ) -> list[tuple[int, int, int, int]]:
+    "`(top, left, height, width)` of every crop view of a `height`×`width` image: for each side fraction, a `grid`×`grid` layout from corner to corner."
+    if height < 1 or width < 1: raise ValueError(f"image size must be positive, got {height}x{width}")
+    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 1: raise ValueError(f"grid must be an integer >= 1, got {grid!r}")
+    boxes = []
+    for f in sides:
+        f = float(f)
+        if not 0 < f <= 1: raise ValueError(f"each crop side must be a fraction of the image in (0, 1], got {f}")
+        h, w = max(1, round(height * f)), max(1, round(width * f))
+        for top in np.linspace(0, height - h, grid).round().astype(int):
+            for left in np.linspace(0, width - w, grid).round().astype(int): boxes.append((int(top), int(left), h, w))
+    return boxes
+
+def _check_uint8_images(images) -> np.ndarray:
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"expected uint8 images (N, H, W, 3), got {type(images).__name__} {getattr(images, 'dtype', '')} {getattr(images, 'shape', '')}")
+    if len(images) == 0: raise ValueError("expected at least one image to search for")
+    return images
+
+def crop_views(images: np.ndarray,                           # uint8 (N, H, W, 3)
+               sides: Sequence[float] = (0.75, 0.85, 0.95),
+               grid: int = 3,
+               ) -> np.ndarray:
+    "uint8 `(N, V, H, W, 3)`: every image's crop views (`crop_boxes`), each resized back to H×W (torchvision, bilinear with antialias)."
+    N, H, W, _ = _check_uint8_images(images).shape
+    x = torch.from_numpy(np.require(images, requirements=['C', 'W'])).permute(0, 3, 1, 2)  # (N, 3, H, W), copies read-only arrays; one call per box crops the batch
+    views = [TF.resized_crop(x, t, l, h, w, [H, W], interpolation=InterpolationMode.BILINEAR, antialias=True)
+             for t, l, h, w in crop_boxes(H, W, sides, grid)]
+    return torch.stack(views, 1).permute(0, 1, 3, 4, 2).numpy() if views else np.zeros((N, 0, H, W, 3), np.uint8)
+
+def embed_views(embed,                                   # images (uint8 (n, H, W, 3)) -> (n, D) L2-normalised embeddings
+                images: np.ndarray,                      # uint8 (N, H, W, 3) evaluation examples
+                sides: Sequence[float] = (0.75, 0.85, 0.95),  # crop views (`crop_boxes`); () embeds the whole image only
+                grid: int = 3,
+                ) -> np.ndarray:
+    "float32 `(N, V, D)`: the embedding of every example's whole image (view 0) and of its crop views (1 … V−1)."
+    x = _check_uint8_images(images); n = len(x)
+    allv = np.concatenate([x[:, None], crop_views(x, sides, grid)], 1)
+    V = allv.shape[1]
+    q = np.asarray(embed(allv.reshape(n * V, *x.shape[1:])), dtype=np.float32)
+    if q.ndim != 2 or len(q) != n * V: raise ValueError(f"embed must return one embedding row per image: got shape {q.shape} for {n * V} images")
+    return q.reshape(n, V, -1)
+
+def search_views(index,                 # from `build_index`, over the corpus embeddings
+                 views: np.ndarray,     # (N, V, D) from `embed_views`
+                 show_progress: bool | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "Nearest corpus item of each example over all its views: `(similarity (N,), corpus id (N,), view (N,))`; a tie goes to the earliest view."
+    v = np.asarray(views, dtype=np.float32)
+    if v.ndim != 3 or v.shape[1] < 1: raise ValueError(f"views must be (N, V, D) embeddings from embed_views, got shape {v.shape}")
+    n, V, d = v.shape
+    s, j = search(index, v.reshape(n * V, d), k=1, show_progress=show_progress)
+    s, j = s[:, 0].reshape(n, V), j[:, 0].reshape(n, V)
+    b = s.argmax(1); r = np.arange(n)
+    return s[r, b], j[r, b], b
+
+def multi_view_search(index,                                   # from `build_index`, over the corpus embeddings
+                      embed,                                   # images (uint8 (n, H, W, 3)) -> (n, D) L2-normalised embeddings, as the corpus was embedded
+                      images: np.ndarray,                      # uint8 (N, H, W, 3) evaluation examples
+                      sides: Sequence[float] = (0.75, 0.85, 0.95),  # crop views (`crop_boxes`); () searches the whole image only
+                      grid: int = 3,
+                      chunk_size: int = 256,                   # examples whose views are built, embedded and searched at once
+                      show_progress: bool | None = None,
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "Nearest corpus item of each example over the whole image and its crop views: `(similarity (N,), corpus id (N,), view (N,))`, view 0 = the whole image."
+    x = _check_uint8_images(images)
+    if chunk_size < 1: raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    out = [search_views(index, embed_views(embed, x[i:i + chunk_size], sides, grid), show_progress=False)
+           for i in progress(range(0, len(x), chunk_size), desc="multi-view search", disable=None if show_progress is None else not show_progress)]
+    return tuple(np.concatenate(c) for c in zip(*out))
 
 # %% ../nbs/15_overlap.ipynb #5a176fb8
 def _check_threshold(threshold: float) -> float:

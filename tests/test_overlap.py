@@ -346,6 +346,28 @@ def test_search_bad_input():
         search(build_index(_unit(200, 8, 0), kind="ivf", nlist=4), _unit(2, 8, 1), nprobe=5)
 
 
+def test_multi_view_search_equals_pil_views_and_numpy_brute_force():
+    """Multi-crop querying against its peers: every view cropped and resized by PIL one image at a time, embedded by a
+    fixed random projection, and the best inner product over views and corpus found by NumPy."""
+    from PIL import Image
+    from clip_repro.overlap import crop_boxes, multi_view_search
+    imgs = random_images(9, 24, seed=5)
+    proj = np.random.default_rng(6).standard_normal((24 * 24 * 3, 32)).astype(np.float32)
+    embed = lambda a: (lambda z: z / np.linalg.norm(z, axis=1, keepdims=True))(np.asarray(a, np.float32).reshape(len(a), -1) @ proj)
+    corpus = embed(random_images(300, 24, seed=7))
+    sides, grid = (0.7, 0.9), 2
+    S, I, V = multi_view_search(build_index(corpus), embed, imgs, sides, grid, chunk_size=4)
+    views = [[im] + [np.asarray(Image.fromarray(im).crop((l, t, l + w, t + h)).resize((24, 24), Image.BILINEAR))
+                     for t, l, h, w in crop_boxes(24, 24, sides, grid)] for im in imgs]
+    sims = np.stack([embed(np.stack(v)) @ corpus.T for v in views])  # (N, views, corpus)
+    best = sims.max(2)
+    np.testing.assert_allclose(S, best.max(1), atol=1e-3)             # PIL and torchvision bilinear may differ by a level
+    np.testing.assert_array_equal(V, best.argmax(1))                  # the same winning view
+    np.testing.assert_array_equal(I, sims[np.arange(len(imgs)), V].argmax(1))
+    S0, I0, V0 = multi_view_search(build_index(corpus), embed, imgs, sides=())
+    np.testing.assert_array_equal(I0, (embed(imgs) @ corpus.T).argmax(1)); assert (V0 == 0).all()
+
+
 # --- 4. procedure and statistics -------------------------------------------------------------------------------------
 def test_choose_threshold_equals_brute_force_search():
     rng = np.random.default_rng(0)
