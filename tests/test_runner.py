@@ -76,7 +76,10 @@ def test_failure_is_reported_and_run_continues(mini):
 def test_killed_run_resumes_where_it_stopped(mini):
     out = mini / "runs" / "k"
     p = subprocess.Popen([PY, "-m", "clip_repro.run", "--out", str(out), "--no-progress"], cwd=mini,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         # a shell's background job (`cmd &`, nohup) starts with SIGINT ignored and children inherit that:
+                         # give the runner the default disposition, as a terminal does, so that Ctrl-C reaches it
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     t0 = time.time()
     while not (out / "slow_started").exists():
         assert time.time() - t0 < 120 and p.poll() is None, p.communicate()
