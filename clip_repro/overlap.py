@@ -267,12 +267,17 @@ def koleo_loss(a: torch.Tensor,  # (B, D) embeddings of the images
     return -0.5 * torch.log(d2.min(1).values + eps).mean()  # log of the distance = half the log of its square
 
 # %% ../nbs/15_overlap.ipynb #f830ddc4
+def _check_uint8_images(images) -> np.ndarray:
+    "`images` itself if it is a non-empty uint8 `(N, H, W, 3)` array; a ValueError naming what was expected otherwise."
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"expected uint8 images (N, H, W, 3), got {type(images).__name__} {getattr(images, 'dtype', '')} {getattr(images, 'shape', '')}")
+    if len(images) == 0: raise ValueError("expected at least one image, got an empty (0, H, W, 3) array")
+    return images
+
 def images_to_tensor(images: np.ndarray | Sequence, resolution: int) -> torch.Tensor:
     "uint8 `(N, H, W, 3)` array or list of PIL images -> float tensor `(N, 3, resolution, resolution)` in about [-2, 2]."
     if isinstance(images, np.ndarray):
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
-            raise ValueError(f"expected uint8 images (N, H, W, 3), got {images.dtype} {images.shape}")
-        x = torch.from_numpy(np.require(images, requirements=['C', 'W'])).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8; copies read-only memmaps
+        x = torch.from_numpy(np.require(_check_uint8_images(images), requirements=['C', 'W'])).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8; copies read-only memmaps
         x = TF.resize(x, [resolution, resolution], antialias=True) if x.shape[-2:] != (resolution, resolution) else x
     else:
         if not len(images): raise ValueError("expected at least one image")
@@ -289,9 +294,7 @@ def hard_negative_clusters(images: np.ndarray,   # uint8 (N, H, W, 3)
                            ) -> np.ndarray:
     "Cluster id `(N,)` of every image: faiss k-means on `descriptor_size`² thumbnails (pixels only, no metadata)."
     import faiss
-    if not isinstance(images, np.ndarray) or images.ndim != 4 or images.dtype != np.uint8 or images.shape[3] != 3:
-        raise ValueError(f"expected uint8 images (N, H, W, 3), got {type(images).__name__} {getattr(images, 'shape', '')}")
-    n = len(images)
+    n = len(_check_uint8_images(images))
     if not 1 <= n_clusters <= n: raise ValueError(f"n_clusters must be between 1 and the number of images {n}, got {n_clusters}")
     if descriptor_size < 1: raise ValueError(f"descriptor_size must be >= 1, got {descriptor_size}")
     x = np.concatenate([F.adaptive_avg_pool2d(torch.from_numpy(np.require(images[i:i + batch_size], requirements=["C", "W"]))
@@ -342,8 +345,7 @@ def train_detector(model: DuplicateDetector,
                    koleo: float = 0.0,          # weight of the KoLeo spreading term (`koleo_loss`; 0: the paper's plain InfoNCE)
                    ) -> list[dict]:
     "Train `model` in place to match each image with its augmented copy (Appendix C); returns per-step loss (InfoNCE), accuracy and, if used, the KoLeo term."
-    if not isinstance(images, np.ndarray) or images.ndim != 4 or images.dtype != np.uint8:
-        raise ValueError(f"expected uint8 images (N, H, W, 3), got {type(images).__name__} {getattr(images, 'shape', '')}")
+    _check_uint8_images(images)
     if len(images) < 2: raise ValueError(f"need at least 2 training images for a contrastive batch, got {len(images)}")
     if steps < 1 or batch_size < 2: raise ValueError(f"need steps >= 1 and batch_size >= 2, got {steps}, {batch_size}")
     if not 0 <= hard_negatives <= 1: raise ValueError(f"hard_negatives is a share of the batch and must be in [0, 1], got {hard_negatives}")
@@ -469,12 +471,6 @@ def crop_boxes(height: int, width: int,
         for top in np.linspace(0, height - h, grid).round().astype(int):
             for left in np.linspace(0, width - w, grid).round().astype(int): boxes.append((int(top), int(left), h, w))
     return boxes
-
-def _check_uint8_images(images) -> np.ndarray:
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"expected uint8 images (N, H, W, 3), got {type(images).__name__} {getattr(images, 'dtype', '')} {getattr(images, 'shape', '')}")
-    if len(images) == 0: raise ValueError("expected at least one image to search for")
-    return images
 
 def crop_views(images: np.ndarray,                           # uint8 (N, H, W, 3)
                sides: Sequence[float] = (0.75, 0.85, 0.95),

@@ -178,6 +178,10 @@ def test_training_and_embedding_bad_input():
     with pytest.raises(ValueError, match="at least 2"): train_detector(det, np.zeros((1, 16, 16, 3), np.uint8), 1)
     with pytest.raises(ValueError, match="at least one image"): embed_images(det, [])
     with pytest.raises(ValueError, match="uint8 images"): images_to_tensor(np.zeros((2, 8, 8), np.uint8), 8)
+    # one shared check (`_check_uint8_images`) behind every entry point: the channel count and the empty batch too
+    with pytest.raises(ValueError, match=r"uint8 images \(N, H, W, 3\), got ndarray uint8 \(4, 16, 16, 1\)"): train_detector(det, np.zeros((4, 16, 16, 1), np.uint8), 1)
+    with pytest.raises(ValueError, match="at least one image"): images_to_tensor(np.zeros((0, 8, 8, 3), np.uint8), 8)
+    with pytest.raises(ValueError, match="at least one image"): hard_negative_clusters(np.zeros((0, 8, 8, 3), np.uint8), 1)
 
 
 # --- 2b. hard-negative batches ---------------------------------------------------------------------------------------
