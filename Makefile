@@ -10,6 +10,14 @@ RUN ?= runs/$(SCALE)
 export CLIP_REPRO_QUIET ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
+# $(call no_leftovers,COMMAND): run COMMAND with TMPDIR set to a fresh folder, and fail when anything but torch's
+# inductor cache is left in it: a demo folder a cell forgets stays on the machine after every run, until its disk is full.
+define no_leftovers
+@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; TMPDIR="$$tmp" $(1); \
+	left=$$(ls -A "$$tmp" | grep -v '^torchinductor_' || true); \
+	if [ -n "$$left" ]; then echo "left in the temporary folder (clean up what a cell or test creates):" $$left >&2; exit 1; fi
+endef
+
 .PHONY: reproduce test run docs docs-check readme export clean-nbs check-export check-clean nbtest smoke pytest bench venv chromium
 
 reproduce: $(VENV)/.runtime ## toy scale: every notebook, then the site
@@ -46,11 +54,11 @@ check-clean: $(VENV)/.runtime ## notebooks are clean (nbdev_clean leaves no diff
 	@if [ -n "$$(git status --porcelain -- nbs)" ]; then git status --porcelain -- nbs; \
 	  echo "nbdev_clean changed nbs/: run nbdev_clean and commit" >&2; exit 1; fi
 
-nbtest: $(VENV)/.runtime ## every notebook at its smoke defaults
-	CLIP_REPRO_QUIET=1 $(BIN)/nbdev_test --n_workers 2 --timing
+nbtest: $(VENV)/.runtime ## every notebook at its smoke defaults; fails if one leaves files in the temporary folder
+	$(call no_leftovers,CLIP_REPRO_QUIET=1 $(BIN)/nbdev_test --n_workers 2 --timing)
 
-smoke: $(VENV)/.runtime ## the runner over every notebook at smoke scale
-	CLIP_REPRO_QUIET=1 $(BIN)/clip-repro run --scale smoke --out runs/smoke --no-progress
+smoke: $(VENV)/.runtime ## the runner over every notebook at smoke scale; same check on the temporary folder
+	$(call no_leftovers,CLIP_REPRO_QUIET=1 $(BIN)/clip-repro run --scale smoke --out runs/smoke --no-progress)
 
 pytest: $(VENV)/.test ## tests/ (equivalence, faults, runner, site in Chromium)
 	CLIP_REPRO_QUIET=1 $(BIN)/python -m pytest tests -q -p no:cacheprovider
