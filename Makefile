@@ -60,8 +60,8 @@ nbtest: $(VENV)/.runtime ## every notebook at its smoke defaults; fails if one l
 smoke: $(VENV)/.runtime ## the runner over every notebook at smoke scale; same check on the temporary folder
 	$(call no_leftovers,CLIP_REPRO_QUIET=1 $(BIN)/clip-repro run --scale smoke --out runs/smoke --no-progress)
 
-pytest: $(VENV)/.test ## tests/ (equivalence, faults, runner, site in Chromium)
-	CLIP_REPRO_QUIET=1 $(BIN)/python -m pytest tests -q -p no:cacheprovider
+pytest: $(VENV)/.test ## tests/ (equivalence, faults, runner, site in Chromium); pytest's tmp_path folders are removed after, and nothing else may be left
+	$(call no_leftovers,CLIP_REPRO_QUIET=1 $(BIN)/python -m pytest tests -q -p no:cacheprovider --basetemp="$$tmp/pytest"; rm -rf "$$tmp/pytest")
 
 run: $(VENV)/.runtime
 	$(BIN)/clip-repro run --scale $(SCALE) --out $(RUN)
