@@ -24,8 +24,9 @@ __all__ = ['INTERPOLATIONS', 'ROTATE_INTERPOLATIONS', 'MANIPULATIONS', 'STEMS', 
            'DetectorConfig', 'DuplicateDetector', 'info_nce_loss', 'proxy_accuracy', 'koleo_loss', 'images_to_tensor',
            'hard_negative_clusters', 'hard_negative_batch', 'train_detector', 'embed_images', 'build_index', 'search',
            'nearest_neighbors', 'crop_boxes', 'crop_views', 'embed_views', 'search_views', 'multi_view_search',
-           'choose_threshold', 'inspection_sample', 'overlap_split', 'OverlapResult', 'overlap_analysis', 'bonferroni',
-           'overlap_table', 'plot_figure17', 'detection_scores']
+           'two_nearest_views', 'gap_score', 'join_embeddings', 'choose_threshold', 'inspection_sample',
+           'overlap_split', 'choose_gap_beta', 'choose_gap_threshold', 'OverlapResult', 'overlap_analysis',
+           'bonferroni', 'overlap_table', 'plot_figure17', 'detection_scores']
 
 # %% ../nbs/15_overlap.ipynb #c10e00fc
 def random_images(n: int,           # how many images
@@ -524,6 +525,51 @@ def multi_view_search(index,                                   # from `build_ind
            for i in progress(range(0, len(x), chunk_size), desc="multi-view search", disable=None if show_progress is None else not show_progress)]
     return tuple(np.concatenate(c) for c in zip(*out))
 
+# %% ../nbs/15_overlap.ipynb #9ed9eed8
+def _check_views(views) -> np.ndarray:
+    v = np.asarray(views, dtype=np.float32)
+    if v.ndim != 3 or v.shape[0] < 1 or v.shape[1] < 1: raise ValueError(f"views must be (N, V, D) embeddings from embed_views with N, V >= 1, got shape {v.shape}")
+    return v
+
+def two_nearest_views(index,                 # from `build_index`, over the corpus embeddings (at least 2 items)
+                      views: np.ndarray,     # (N, V, D) from `embed_views`
+                      show_progress: bool | None = None,
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    "Per example, over all its views: `(similarities (N, 2), corpus id (N,))`: s1 of its nearest corpus item (as `search_views`, a tie going to the earliest view), s2 of the nearest *other* item (−1 if the search returned none), and the nearest item's id."
+    v = _check_views(views); n, V, d = v.shape
+    if index.ntotal < 2: raise ValueError(f"the second neighbour needs a corpus of at least 2 items, the index holds {index.ntotal}")
+    s, j = search(index, v.reshape(n * V, d), k=2, show_progress=show_progress)
+    s, j = s.reshape(n, V, 2), j.reshape(n, V, 2)
+    b = s[:, :, 0].argmax(1); r = np.arange(n)                      # the nearest item: as in `search_views`
+    s1, j1 = s[r, b, 0], j[r, b, 0]
+    other = (j != j1[:, None, None]) & (j >= 0)                      # faiss marks missing results (IVF) with id -1
+    s2 = np.where(other, s, -np.inf).reshape(n, 2 * V).max(1)
+    return np.stack([s1, np.maximum(s2, -1.0)], 1).astype(np.float32), j1
+
+def _check_two(similarities) -> np.ndarray:
+    T = np.asarray(similarities, dtype=np.float64)
+    if T.ndim != 2 or T.shape[1] != 2: raise ValueError(f"similarities must be (n, 2): (s1, s2) per example from two_nearest_views, got shape {T.shape}")
+    if T.size == 0: raise ValueError("similarities is empty: expected (s1, s2) for at least one example")
+    if not np.isfinite(T).all(): raise ValueError("similarities (s1, s2) contain NaN or infinite values")
+    if (np.abs(T) > 1 + 1e-4).any(): raise ValueError(f"similarities (s1, s2) must be cosine similarities in [-1, 1]; got values up to {np.abs(T).max():.3f} (normalise the embeddings)")
+    return T
+
+def gap_score(similarities: np.ndarray,  # (n, 2): s1, s2 per example, from `two_nearest_views`
+              beta: float = 0.0,         # weight of the second neighbour, in [0, 1]; 0: s1 alone (the paper's score)
+              ) -> np.ndarray:
+    "Per example, how far its nearest corpus item stands out from the next: `(s1 − β·s2) / (1 + β)`, in [−1, 1]."
+    T = _check_two(similarities); beta = float(beta)
+    if not 0 <= beta <= 1: raise ValueError(f"beta must be a weight in [0, 1], got {beta}")
+    return (T[:, 0] - beta * T[:, 1]) / (1 + beta)
+
+def join_embeddings(members: Sequence[np.ndarray],  # each member detector's L2-normalised embeddings, the same shape (…, D_m)
+                    ) -> np.ndarray:
+    "An ensemble's embedding: its members' side by side (last axis), scaled to unit length, so an inner product is the members' mean cosine similarity."
+    ms = [np.asarray(m, dtype=np.float32) for m in members]
+    if not ms: raise ValueError("members is empty: pass the embeddings of at least one detector")
+    if len({m.shape[:-1] for m in ms}) > 1: raise ValueError(f"members must embed the same items: got leading shapes {[m.shape[:-1] for m in ms]}")
+    return (np.concatenate(ms, axis=-1) / np.sqrt(len(ms))).astype(np.float32)
+
 # %% ../nbs/15_overlap.ipynb #5a176fb8
 def _check_threshold(threshold: float) -> float:
     t = float(threshold)
@@ -577,6 +623,29 @@ def inspection_sample(n: int,                 # examples in the dataset
 def overlap_split(similarities: Sequence[float], threshold: float) -> np.ndarray:
     "Boolean mask of the `Overlap` subset: examples whose nearest pre-training similarity is ≥ `threshold`."
     return _check_similarities(similarities) >= _check_threshold(threshold)
+
+# %% ../nbs/15_overlap.ipynb #683e9891
+def choose_gap_beta(similarities: np.ndarray,      # (n, 2): s1, s2 of each inspected example (`two_nearest_views`)
+                    is_duplicate: Sequence[bool],  # the inspection's verdict for each
+                    betas: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),  # candidate weights, in order of preference
+                    ) -> float:
+    "The β whose `gap_score` ranks the inspected duplicates first best, by average precision; ties (to 12 decimals) go to the earlier β."
+    from sklearn.metrics import average_precision_score
+    T = _check_two(similarities); y = _check_bool(is_duplicate, "is_duplicate", len(T))
+    betas = [float(b) for b in betas]
+    if not betas or any(not 0 <= b <= 1 for b in betas): raise ValueError(f"betas must be a non-empty list of weights in [0, 1], got {betas}")
+    if not y.any(): return betas[0]
+    ap = [average_precision_score(y, gap_score(T, b)) for b in betas]
+    return betas[int(np.argmax(np.round(ap, 12)))]
+
+def choose_gap_threshold(similarities: np.ndarray,      # (n, 2): s1, s2 of each inspected example
+                         is_duplicate: Sequence[bool],  # the inspection's verdict for each
+                         betas: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),
+                         min_precision: float = 0.95,
+                         ) -> tuple[float, float]:
+    "`(β, threshold)` from one inspected sample: β by `choose_gap_beta`, then the threshold on `gap_score(·, β)` by `choose_threshold`."
+    b = choose_gap_beta(similarities, is_duplicate, betas)
+    return b, choose_threshold(gap_score(similarities, b), is_duplicate, min_precision)
 
 # %% ../nbs/15_overlap.ipynb #ce2dbf91
 @dataclass

@@ -372,6 +372,86 @@ def test_multi_view_search_equals_pil_views_and_numpy_brute_force():
     np.testing.assert_array_equal(I0, (embed(imgs) @ corpus.T).argmax(1)); assert (V0 == 0).all()
 
 
+
+def test_two_nearest_views_equals_numpy_brute_force_and_search_views():
+    from clip_repro.overlap import search_views, two_nearest_views
+    corpus = _unit(400, 16, 8)
+    views = _unit(30 * 5, 16, 9).reshape(30, 5, 16)
+    corpus[7] = corpus[8] = views[3, 4]                      # example 3: two corpus copies of one view, so s2 = s1 = 1
+    corpus[20] = views[4, 1]; corpus[21] = views[4, 3]       # example 4: its two nearest items are found by different views
+    T, J = two_nearest_views(build_index(corpus), views)
+    best = (views @ corpus.T).max(1)                         # (N, corpus): best over the views
+    np.testing.assert_allclose(T, -np.sort(-best, 1)[:, :2], atol=1e-5)
+    S1, J1, _ = search_views(build_index(corpus), views)
+    np.testing.assert_allclose(T[:, 0], S1, atol=1e-6)
+    np.testing.assert_array_equal(np.delete(J, 3), np.delete(J1, 3))  # example 3's two nearest are equal: faiss may return either
+    assert J[3] in (7, 8) and T[3, 1] == pytest.approx(1.0, abs=1e-5) and T[4] == pytest.approx([1.0, 1.0], abs=1e-5)
+    Ti, Ji = two_nearest_views(build_index(corpus, kind="ivf", nlist=8, nprobe=8), views)  # every cell probed: exact
+    np.testing.assert_allclose(Ti, T, atol=1e-5)
+
+
+def test_two_nearest_views_without_a_second_result_gives_minus_one(monkeypatch):
+    from clip_repro.overlap import two_nearest_views
+    idx = build_index(_unit(10, 8, 0))
+    def one_result(index, q, k=1, **kw):  # an IVF search whose probed cells hold a single item marks the rest with id -1
+        return np.tile([[0.8, -3.4e38]], (len(q), 1)).astype(np.float32), np.tile([[5, -1]], (len(q), 1))
+    monkeypatch.setattr(overlap_mod, "search", one_result)
+    T, J = two_nearest_views(idx, _unit(6, 8, 1).reshape(3, 2, 8))
+    np.testing.assert_array_equal(J, [5, 5, 5]); np.testing.assert_allclose(T, [[0.8, -1.0]] * 3, atol=1e-6)
+
+
+def _average_precision_by_hand(y, s):
+    "Mean over duplicates of the precision among the examples ranked at or above it (no ties in `s`)."
+    order = np.argsort(-s); y = np.asarray(y, bool)[order]
+    return float(np.mean([y[:k + 1].mean() for k in np.flatnonzero(y)]))
+
+
+def test_gap_score_and_choose_gap_beta_against_hand_computed_average_precision():
+    from clip_repro.overlap import choose_gap_beta, choose_gap_threshold, gap_score
+    rng = np.random.default_rng(4)
+    betas = [0.0, 0.25, 0.5, 0.75, 1.0]
+    for trial in range(30):
+        y = rng.random(60) < 0.2; y[:2] = True
+        s2 = rng.uniform(0.3, 0.6, 60)                                       # s1 stays below 1: no ties
+        s1 = s2 + np.where(y, rng.uniform(0.05, 0.4, 60), rng.uniform(0.0, 0.3, 60))
+        T = np.stack([s1, s2], 1)
+        ap = [_average_precision_by_hand(y, gap_score(T, b)) for b in betas]
+        b = choose_gap_beta(T, y, betas)
+        assert ap[betas.index(b)] == pytest.approx(max(ap), abs=1e-12)
+        assert all(a < max(ap) - 1e-12 for a in ap[:betas.index(b)])       # no earlier β is as good
+        bb, thr = choose_gap_threshold(T, y, betas, min_precision=0.9)
+        assert bb == b and thr == choose_threshold(gap_score(T, b), y, 0.9)
+        np.testing.assert_allclose(gap_score(T, b), (s1 - b * s2) / (1 + b))
+    T = np.array([[0.9, 0.2], [0.8, 0.1], [0.3, 0.2]])
+    assert choose_gap_beta(T, [1, 1, 0]) == 0.0                             # every β ranks perfectly: the paper's score
+    assert choose_gap_beta(T, [0, 0, 0], [0.5, 1.0]) == 0.5                 # nothing to rank: the first candidate
+    assert choose_gap_threshold(T, [0, 0, 0]) == (0.0, math.inf)
+
+
+def test_second_neighbour_bad_input():
+    from clip_repro.overlap import choose_gap_beta, gap_score, join_embeddings, two_nearest_views
+    idx, T = build_index(_unit(10, 8, 0)), np.array([[0.9, 0.5], [0.4, 0.3]])
+    with pytest.raises(ValueError, match=r"\(N, V, D\)"): two_nearest_views(idx, _unit(3, 8, 1))
+    with pytest.raises(ValueError, match="dimension 4 but the index holds dimension 8"): two_nearest_views(idx, _unit(6, 4, 1).reshape(3, 2, 4))
+    with pytest.raises(ValueError, match="at least 2 items"): two_nearest_views(build_index(_unit(1, 8, 0)), _unit(2, 8, 1)[None])
+    with pytest.raises(ValueError, match=r"\(n, 2\)"): gap_score(T[:, 0])
+    with pytest.raises(ValueError, match=r"beta must be a weight in \[0, 1\]"): gap_score(T, -0.1)
+    with pytest.raises(ValueError, match="cosine similarities"): gap_score(T * 3)
+    with pytest.raises(ValueError, match="non-empty list of weights"): choose_gap_beta(T, [1, 0], [0.0, 2.0])
+    with pytest.raises(ValueError, match="one per example"): choose_gap_beta(T, [1, 0, 0])
+    with pytest.raises(ValueError, match="at least one detector"): join_embeddings([])
+    with pytest.raises(ValueError, match="the same items"): join_embeddings([_unit(4, 8, 0), _unit(3, 8, 0)])
+
+
+def test_join_embeddings_scores_pairs_by_the_members_mean_cosine():
+    from clip_repro.overlap import join_embeddings
+    a, b, c = _unit(20, 8, 1), _unit(20, 16, 2), _unit(20, 4, 3)
+    J = join_embeddings([a, b, c])
+    np.testing.assert_allclose(J @ J.T, (a @ a.T + b @ b.T + c @ c.T) / 3, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(J, axis=1), 1, atol=1e-6)
+    V = join_embeddings([a.reshape(5, 4, 8), b.reshape(5, 4, 16)])         # views (N, V, D) join on the last axis
+    assert V.shape == (5, 4, 24)
+
 # --- 4. procedure and statistics -------------------------------------------------------------------------------------
 def test_choose_threshold_equals_brute_force_search():
     rng = np.random.default_rng(0)
