@@ -23,10 +23,10 @@ __all__ = ['INTERPOLATIONS', 'ROTATE_INTERPOLATIONS', 'MANIPULATIONS', 'STEMS', 
            'random_images', 'AugmentConfig', 'NearDuplicateAugment', 'BlurPool2d', 'wn_conv', 'AABottleneck',
            'DetectorConfig', 'DuplicateDetector', 'info_nce_loss', 'proxy_accuracy', 'koleo_loss', 'images_to_tensor',
            'hard_negative_clusters', 'hard_negative_batch', 'train_detector', 'embed_images', 'build_index', 'search',
-           'nearest_neighbors', 'crop_boxes', 'crop_views', 'embed_views', 'search_views', 'multi_view_search',
-           'two_nearest_views', 'gap_score', 'join_embeddings', 'choose_threshold', 'inspection_sample',
-           'overlap_split', 'choose_gap_beta', 'choose_gap_threshold', 'OverlapResult', 'overlap_analysis',
-           'bonferroni', 'overlap_table', 'plot_figure17', 'detection_scores']
+           'nearest_neighbors', 'crop_boxes', 'crop_views', 'scale_views', 'embed_views', 'search_views',
+           'multi_view_search', 'two_nearest_views', 'gap_score', 'join_embeddings', 'choose_threshold',
+           'inspection_sample', 'overlap_split', 'choose_gap_beta', 'choose_gap_threshold', 'OverlapResult',
+           'overlap_analysis', 'bonferroni', 'overlap_table', 'plot_figure17', 'detection_scores']
 
 # %% ../nbs/15_overlap.ipynb #c10e00fc
 def random_images(n: int,           # how many images
@@ -484,14 +484,29 @@ def crop_views(images: np.ndarray,                           # uint8 (N, H, W, 3
              for t, l, h, w in crop_boxes(H, W, sides, grid)]
     return torch.stack(views, 1).permute(0, 1, 3, 4, 2).numpy() if views else np.zeros((N, 0, H, W, 3), np.uint8)
 
+def scale_views(images: np.ndarray,                       # uint8 (N, H, W, 3)
+                scales: Sequence[float] = (0.4, 0.5, 0.6, 0.7),  # sides of the downscaled images, as fractions of the image's, each in (0, 1)
+                ) -> np.ndarray:
+    "uint8 `(N, S, H, W, 3)`: every image downscaled to each fraction of its side in `scales` and scaled back up to H×W (torchvision, bilinear with antialias)."
+    N, H, W, _ = _check_uint8_images(images).shape
+    x = torch.from_numpy(np.require(images, requirements=['C', 'W'])).permute(0, 3, 1, 2)  # (N, 3, H, W), copies read-only arrays
+    views = []
+    for f in scales:
+        f = float(f)
+        if not 0 < f < 1: raise ValueError(f"each scale must be a fraction of the image side in (0, 1), got {f}")
+        small = TF.resize(x, [max(1, round(H * f)), max(1, round(W * f))], interpolation=InterpolationMode.BILINEAR, antialias=True)
+        views.append(TF.resize(small, [H, W], interpolation=InterpolationMode.BILINEAR, antialias=True))
+    return torch.stack(views, 1).permute(0, 1, 3, 4, 2).numpy() if views else np.zeros((N, 0, H, W, 3), np.uint8)
+
 def embed_views(embed,                                   # images (uint8 (n, H, W, 3)) -> (n, D) L2-normalised embeddings
                 images: np.ndarray,                      # uint8 (N, H, W, 3) evaluation examples
-                sides: Sequence[float] = (0.75, 0.85, 0.95),  # crop views (`crop_boxes`); () embeds the whole image only
+                sides: Sequence[float] = (0.75, 0.85, 0.95),  # crop views (`crop_boxes`); () none
                 grid: int = 3,
+                scales: Sequence[float] = (0.4, 0.5, 0.6, 0.7),  # scale views (`scale_views`); () none
                 ) -> np.ndarray:
-    "float32 `(N, V, D)`: the embedding of every example's whole image (view 0) and of its crop views (1 … V−1)."
+    "float32 `(N, V, D)`: the embedding of every example's whole image (view 0), of its crop views (1 … C) and of its scale views (C+1 … V−1)."
     x = _check_uint8_images(images); n = len(x)
-    allv = np.concatenate([x[:, None], crop_views(x, sides, grid)], 1)
+    allv = np.concatenate([x[:, None], crop_views(x, sides, grid), scale_views(x, scales)], 1)
     V = allv.shape[1]
     q = np.asarray(embed(allv.reshape(n * V, *x.shape[1:])), dtype=np.float32)
     if q.ndim != 2 or len(q) != n * V: raise ValueError(f"embed must return one embedding row per image: got shape {q.shape} for {n * V} images")
@@ -513,15 +528,16 @@ def search_views(index,                 # from `build_index`, over the corpus em
 def multi_view_search(index,                                   # from `build_index`, over the corpus embeddings
                       embed,                                   # images (uint8 (n, H, W, 3)) -> (n, D) L2-normalised embeddings, as the corpus was embedded
                       images: np.ndarray,                      # uint8 (N, H, W, 3) evaluation examples
-                      sides: Sequence[float] = (0.75, 0.85, 0.95),  # crop views (`crop_boxes`); () searches the whole image only
+                      sides: Sequence[float] = (0.75, 0.85, 0.95),  # crop views (`crop_boxes`); () none
                       grid: int = 3,
+                      scales: Sequence[float] = (0.4, 0.5, 0.6, 0.7),  # scale views (`scale_views`); () none; with sides=() too, the plain search
                       chunk_size: int = 256,                   # examples whose views are built, embedded and searched at once
                       show_progress: bool | None = None,
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    "Nearest corpus item of each example over the whole image and its crop views: `(similarity (N,), corpus id (N,), view (N,))`, view 0 = the whole image."
+    "Nearest corpus item of each example over the whole image, its crop views and its scale views: `(similarity (N,), corpus id (N,), view (N,))`, view 0 = the whole image."
     x = _check_uint8_images(images)
     if chunk_size < 1: raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    out = [search_views(index, embed_views(embed, x[i:i + chunk_size], sides, grid), show_progress=False)
+    out = [search_views(index, embed_views(embed, x[i:i + chunk_size], sides, grid, scales), show_progress=False)
            for i in progress(range(0, len(x), chunk_size), desc="multi-view search", disable=None if show_progress is None else not show_progress)]
     return tuple(np.concatenate(c) for c in zip(*out))
 

@@ -351,24 +351,27 @@ def test_search_bad_input():
 
 
 def test_multi_view_search_equals_pil_views_and_numpy_brute_force():
-    """Multi-crop querying against its peers: every view cropped and resized by PIL one image at a time, embedded by a
-    fixed random projection, and the best inner product over views and corpus found by NumPy."""
+    """Multi-crop and multi-scale querying against their peers: every view cropped (or downscaled and scaled back up) and
+    resized by PIL one image at a time, embedded by a fixed random projection, and the best inner product over views and
+    corpus found by NumPy."""
     from PIL import Image
     from clip_repro.overlap import crop_boxes, multi_view_search
     imgs = random_images(9, 24, seed=5)
     proj = np.random.default_rng(6).standard_normal((24 * 24 * 3, 32)).astype(np.float32)
     embed = lambda a: (lambda z: z / np.linalg.norm(z, axis=1, keepdims=True))(np.asarray(a, np.float32).reshape(len(a), -1) @ proj)
     corpus = embed(random_images(300, 24, seed=7))
-    sides, grid = (0.7, 0.9), 2
-    S, I, V = multi_view_search(build_index(corpus), embed, imgs, sides, grid, chunk_size=4)
+    sides, grid, scales = (0.7, 0.9), 2, (0.5, 0.75)
+    S, I, V = multi_view_search(build_index(corpus), embed, imgs, sides, grid, scales, chunk_size=4)
     views = [[im] + [np.asarray(Image.fromarray(im).crop((l, t, l + w, t + h)).resize((24, 24), Image.BILINEAR))
-                     for t, l, h, w in crop_boxes(24, 24, sides, grid)] for im in imgs]
+                     for t, l, h, w in crop_boxes(24, 24, sides, grid)]
+             + [np.asarray(Image.fromarray(im).resize((round(24 * f),) * 2, Image.BILINEAR).resize((24, 24), Image.BILINEAR)) for f in scales]
+             for im in imgs]
     sims = np.stack([embed(np.stack(v)) @ corpus.T for v in views])  # (N, views, corpus)
     best = sims.max(2)
     np.testing.assert_allclose(S, best.max(1), atol=1e-3)             # PIL and torchvision bilinear may differ by a level
     np.testing.assert_array_equal(V, best.argmax(1))                  # the same winning view
     np.testing.assert_array_equal(I, sims[np.arange(len(imgs)), V].argmax(1))
-    S0, I0, V0 = multi_view_search(build_index(corpus), embed, imgs, sides=())
+    S0, I0, V0 = multi_view_search(build_index(corpus), embed, imgs, sides=(), scales=())
     np.testing.assert_array_equal(I0, (embed(imgs) @ corpus.T).argmax(1)); assert (V0 == 0).all()
 
 
