@@ -65,10 +65,20 @@ def declared_parameters(nb_path: str | os.PathLike) -> dict:
     import papermill as pm
     return {k: v["default"] for k, v in pm.inspect_notebook(str(nb_path)).items()}
 
-def notebook_parameters(nb_path: Path, params: dict, scale: str, run_dir: Path) -> dict:
-    "The parameters injected into one notebook: its share of `common`, its own section, `scale` and `run_dir`."
+def notebook_parameters(nb_path: Path, params: dict, scale: str, run_dir: Path, params_dir: str | os.PathLike | None = None) -> dict:
+    "The parameters injected into one notebook: its share of `common`, its own section, `scale` and `run_dir`; a section `{as_scale: S}` takes all of them from `params_dir`/S.yaml instead, `scale` = S included."
     declared = declared_parameters(nb_path)
     own = params["notebooks"].get(nb_path.stem, {})
+    if "as_scale" in own:  # a notebook with no path to this scale's data runs (and labels its claims) as at scale S
+        S = own["as_scale"]
+        if S not in SCALES: raise UsageError(f"params for {nb_path.stem}: as_scale must be one of {', '.join(SCALES)}, got {S!r}")
+        if len(own) > 1: raise UsageError(f"params for {nb_path.stem} set as_scale: {S} and other values ({', '.join(sorted(set(own) - {'as_scale'}))}); "
+                                          f"as_scale takes every value from {S}.yaml, so set them there")
+        if params_dir is None: raise UsageError(f"params for {nb_path.stem} set as_scale: {S}, but no params folder was given to read {S}.yaml from")
+        other = read_params(Path(params_dir) / f"{S}.yaml")
+        if "as_scale" in other["notebooks"].get(nb_path.stem, {}):
+            raise UsageError(f"params for {nb_path.stem}: as_scale: {S} leads to {S}.yaml, which sets as_scale again; one step only")
+        return notebook_parameters(nb_path, other, S, run_dir)
     bad = sorted(set(own) - set(declared))
     if bad:
         raise UsageError(f"params for {nb_path.stem} name undeclared parameter(s) {', '.join(bad)}; "
@@ -198,7 +208,7 @@ def run_notebooks(scale: str = "smoke", only: Sequence[str] | None = None, param
     nbs = select_notebooks(list_notebooks(nbs_dir), only)
     params = read_params(params_file or root/"params"/f"{scale}.yaml")
     out = Path(out or root/"runs"/scale).resolve()
-    plan = [(nb, notebook_parameters(nb, params, scale, out), code_hash(nb, lib_dir)) for nb in nbs]  # validate all first
+    plan = [(nb, notebook_parameters(nb, params, scale, out, root/"params"), code_hash(nb, lib_dir)) for nb in nbs]  # validate all first
     manifest = load_manifest(out)
     manifest.update({"scale": scale, "params_file": str(params_file or f"params/{scale}.yaml"), "machine": machine_info()})
     results, t_run = [], time.time()

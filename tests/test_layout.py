@@ -66,8 +66,18 @@ def test_param_files_fit_the_notebooks(scale, tmp_path):
     unknown = set(params["notebooks"]) - {p.stem for p in NBS}
     assert not unknown, f"params/{scale}.yaml names notebooks that do not exist: {unknown}"
     for nb in NBS:
-        p = notebook_parameters(nb, params, scale, tmp_path)
-        assert p["scale"] == scale and p["run_dir"] == str(tmp_path)
+        p = notebook_parameters(nb, params, scale, tmp_path, ROOT / "params")
+        as_scale = params["notebooks"].get(nb.stem, {}).get("as_scale")
+        assert p["scale"] == (as_scale or scale) and p["run_dir"] == str(tmp_path)
+        if as_scale:  # the notebook gets exactly what it gets at that scale
+            assert p == notebook_parameters(nb, read_params(ROOT / "params" / f"{as_scale}.yaml"), as_scale, tmp_path)
+
+
+def test_paper_scale_labels_toy_only_appendices_toy(tmp_path):
+    "C, E, F, G have no real-data path: a paper-scale run gives them their toy parameters and the label toy, A, B, D, H stay paper."
+    params = read_params(ROOT / "params" / "paper.yaml")
+    scales = {nb.stem[:4]: notebook_parameters(nb, params, "paper", tmp_path, ROOT / "params")["scale"] for nb in NBS if nb.stem[:2] in {"20", "21", "22", "23", "24", "25", "26", "27"}}
+    assert scales == {"20_A": "paper", "21_B": "paper", "22_C": "toy", "23_D": "paper", "24_E": "toy", "25_F": "toy", "26_G": "toy", "27_H": "paper"}
 
 
 def test_console_script_resolves():
