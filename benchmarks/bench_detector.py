@@ -11,9 +11,11 @@ printed ratio is NCHW time / NHWC time: above 1.0 means the detector's layout is
 """
 from __future__ import annotations
 
-import argparse, copy, statistics, time
+import argparse, copy
 
 import torch
+
+from _timing import interleaved, medians
 
 
 def main(argv=None):
@@ -43,12 +45,8 @@ def main(argv=None):
         return loss.item()
     l = {n: step(n) for n in models}
     assert abs(l["NCHW (PyTorch default)"] - l["NHWC (detector)"]) < 1e-4 * max(1.0, abs(l["NHWC (detector)"])), l
-    for n in models: step(n)  # warm-up
-    runs = {n: [] for n in models}; names = list(models)
-    for r in range(a.repeats):
-        for n in (names if r % 2 == 0 else names[::-1]):
-            t = time.perf_counter(); step(n); runs[n].append(time.perf_counter() - t)
-    med = {n: statistics.median(v) for n, v in runs.items()}
+    names = list(models)
+    med = medians(interleaved({n: (lambda n=n: step(n)) for n in names}, a.repeats))
     print(f"detector width {a.width}, {a.stem}, {a.resolution} px, batch {a.batch} (+ copies), threads={a.threads}, median of {a.repeats}")
     print(f"losses after one step agree: {l}")
     base = med["NCHW (PyTorch default)"]

@@ -11,7 +11,7 @@ ours / open_clip in items per second: above 1.0 means ours is faster.
 """
 from __future__ import annotations
 
-import argparse, copy, statistics, sys, time
+import argparse, copy, sys
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +20,8 @@ import open_clip
 from open_clip.model import CLIP as OpenCLIP, CLIPTextCfg, CLIPVisionCfg
 
 from clip_repro.model import CLIP, CONFIGS, CLIPConfig
+
+from _timing import bests, interleaved, medians
 
 
 def open_clip_twin(cfg: CLIPConfig) -> torch.nn.Module:
@@ -49,15 +51,10 @@ def loss_of(image_features, text_features, logit_scale):
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
 
 
-def interleaved(fns: dict, repeats: int) -> dict:
+def timed(fns: dict, repeats: int) -> dict:
     "Median and best seconds per call of each function, calls interleaved (one warm-up call each first)."
-    for f in fns.values(): f()
-    times = {k: [] for k in fns}
-    keys = list(fns)
-    for r in range(repeats):
-        for k in (keys if r % 2 == 0 else keys[::-1]):
-            t0 = time.perf_counter(); fns[k](); times[k].append(time.perf_counter() - t0)
-    return {**{k: statistics.median(v) for k, v in times.items()}, **{f"{k}_best": min(v) for k, v in times.items()}}
+    times = interleaved(fns, repeats)
+    return {**medians(times), **{f"{k}_best": v for k, v in bests(times).items()}}
 
 
 def bench(name: str, batch: int, repeats: int) -> list[dict]:
@@ -75,9 +72,9 @@ def bench(name: str, batch: int, repeats: int) -> list[dict]:
         def run():
             with torch.no_grad(): f(x)
         return run
-    t = interleaved({"ours": no_grad(ours.encode_image, images), "open_clip": no_grad(theirs.encode_image, images)}, repeats)
+    t = timed({"ours": no_grad(ours.encode_image, images), "open_clip": no_grad(theirs.encode_image, images)}, repeats)
     rows.append(dict(model=name, task="encode_image", batch=batch, **t))
-    t = interleaved({"ours": no_grad(ours.encode_text, text), "open_clip": no_grad(theirs.encode_text, text)}, repeats)
+    t = timed({"ours": no_grad(ours.encode_text, text), "open_clip": no_grad(theirs.encode_text, text)}, repeats)
     rows.append(dict(model=name, task="encode_text", batch=batch, **t))
 
     def train_step(model):
@@ -88,7 +85,7 @@ def bench(name: str, batch: int, repeats: int) -> list[dict]:
             loss = loss_of(model.encode_image(images), model.encode_text(text), model.logit_scale)
             loss.backward(); opt.step()
         return run
-    t = interleaved({"ours": train_step(ours), "open_clip": train_step(theirs)}, repeats)
+    t = timed({"ours": train_step(ours), "open_clip": train_step(theirs)}, repeats)
     rows.append(dict(model=name, task="train_step(AdamW)", batch=batch, **t))
     return rows
 

@@ -12,9 +12,11 @@ the median of the repeats is reported. The printed ratio is NumPy time / faiss t
 """
 from __future__ import annotations
 
-import argparse, statistics, time
+import argparse, time
 
 import numpy as np
+
+from _timing import interleaved, medians
 
 
 def numpy_search(corpus: np.ndarray, queries: np.ndarray, k: int, batch: int = 1024):
@@ -61,15 +63,11 @@ def main(argv=None):
     iD, iI = search(ivf, queries, k=a.k, nprobe=a.nprobe, show_progress=False)
     recall = (iI[:, 0] == nI[:, 0]).mean()
 
-    runs = {"numpy": [], "faiss flat": [], f"faiss IVF{nlist} nprobe={a.nprobe}": []}
     fns = {"numpy": lambda: numpy_search(corpus, queries, a.k),
            "faiss flat": lambda: search(flat, queries, k=a.k, show_progress=False),
            f"faiss IVF{nlist} nprobe={a.nprobe}": lambda: search(ivf, queries, k=a.k, nprobe=a.nprobe, show_progress=False)}
     names = list(fns)
-    for r in range(a.repeats):
-        for name in (names if r % 2 == 0 else names[::-1]):
-            t = time.perf_counter(); fns[name](); runs[name].append(time.perf_counter() - t)
-    med = {n: statistics.median(v) for n, v in runs.items()}
+    med = medians(interleaved(fns, a.repeats))
     print(f"corpus {a.corpus} x {a.dim}, {a.queries} queries, k={a.k}, threads={a.threads}, median of {a.repeats}")
     print(f"exact faiss == NumPy on {agree:.1%} of ids; IVF top-1 recall vs exact {recall:.3f} (build {ivf_build:.2f}s)")
     for n in names:

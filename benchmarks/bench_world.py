@@ -7,18 +7,14 @@ corpus mixture + caption); the same plus PNG encoding (what the shard writer doe
 __getitem__ (a PIL image of random noise), and the ratio ours / FakeData (> 1.0: ours is faster).
 The issue's target is >= 1,000 images/s/core at 64x64 for generation.
 """
-import argparse, io, statistics, time
+import argparse, io
 
 import numpy as np
 import torch
 
 from clip_repro.world import World, WorldConfig, corpus_item, rng_for
 
-
-def rate(fn, n):
-    t = time.perf_counter()
-    for i in range(n): fn(i)
-    return n / (time.perf_counter() - t)
+from _timing import interleaved, medians
 
 
 def main(argv=None):
@@ -42,10 +38,9 @@ def main(argv=None):
              "corpus item (+caption)": lambda i: corpus_item(w, "wit", i),
              "corpus item + PNG": png,
              "torchvision FakeData": lambda i: fake[i]}
-    res = {k: [] for k in cases}
-    for _ in range(a.rounds):  # interleaved, so a noisy neighbour hurts every case alike
-        for k, f in cases.items(): res[k].append(rate(f, a.n))
-    med = {k: statistics.median(v) for k, v in res.items()}
+    # a round is n images of one case; rounds interleaved, so a noisy neighbour hurts every case alike (warm: above)
+    times = interleaved({k: (lambda f=f: [f(i) for i in range(a.n)]) for k, f in cases.items()}, a.rounds, warmup=0)
+    med = {k: a.n / t for k, t in medians(times).items()}  # images/s
     print(f"one core, {a.resolution}x{a.resolution}, n={a.n}, median of {a.rounds} rounds")
     for k, v in med.items():
         print(f"  {k:26s} {v:8.0f} images/s   ratio vs FakeData {v / med['torchvision FakeData']:.2f}")
