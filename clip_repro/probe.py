@@ -45,9 +45,9 @@ def check_features(X, y=None, name: str = "features", min_classes: int = 2):
     y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
     if y.ndim != 1: raise ValueError(f"{name}: expected labels of shape (N,), got {y.shape}")
     if len(y) != len(X): raise ValueError(f"{name}: {len(X)} feature rows but {len(y)} labels; expected one label per row")
-    k = len(np.unique(y))
-    if k < min_classes:
-        raise ValueError(f"{name}: the labels hold {k} class(es) {np.unique(y).tolist()}; expected at least {min_classes} to fit a classifier")
+    classes = np.unique(y)
+    if len(classes) < min_classes:
+        raise ValueError(f"{name}: the labels hold {len(classes)} class(es) {classes.tolist()}; expected at least {min_classes} to fit a classifier")
     return X, y
 
 def check_lambda(lam: float, bounds: tuple[float, float] | None = A3_LAMBDA_RANGE) -> float:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, datetime as dt, hashlib, json, os, platform, shutil, socket, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from .core import atomic_path, atomic_write_json, repo_root
 
@@ -15,7 +15,7 @@ from .core import atomic_path, atomic_write_json, repo_root
 __all__ = ['SCALES', 'COMMITTED_MANIFEST', 'UsageError', 'list_notebooks', 'select_notebooks', 'read_params',
            'declared_parameters', 'notebook_parameters', 'notebook_source_hash', 'library_hash', 'code_hash',
            'machine_info', 'load_manifest', 'should_skip', 'NotebookResult', 'execute_one', 'stripped_notebook',
-           'strip_injected', 'outputs_hash', 'has_outputs', 'run_notebooks', 'summary_table',
+           'strip_injected', 'outputs_hash', 'has_outputs', 'merge_committed', 'run_notebooks', 'summary_table',
            'committed_output_problems', 'run_parser', 'run_main', 'main']
 
 # %% ../nbs/18_run.ipynb #8766d5aa
@@ -67,7 +67,6 @@ def declared_parameters(nb_path: str | os.PathLike) -> dict:
 
 def notebook_parameters(nb_path: Path, params: dict, scale: str, run_dir: Path, params_dir: str | os.PathLike | None = None) -> dict:
     "The parameters injected into one notebook: its share of `common`, its own section, `scale` and `run_dir`; a section `{as_scale: S}` takes all of them from `params_dir`/S.yaml instead, `scale` = S included."
-    declared = declared_parameters(nb_path)
     own = params["notebooks"].get(nb_path.stem, {})
     if "as_scale" in own:  # a notebook with no path to this scale's data runs (and labels its claims) as at scale S
         S = own["as_scale"]
@@ -79,6 +78,7 @@ def notebook_parameters(nb_path: Path, params: dict, scale: str, run_dir: Path, 
         if "as_scale" in other["notebooks"].get(nb_path.stem, {}):
             raise UsageError(f"params for {nb_path.stem}: as_scale: {S} leads to {S}.yaml, which sets as_scale again; one step only")
         return notebook_parameters(nb_path, other, S, run_dir)
+    declared = declared_parameters(nb_path)  # after the as_scale branch, which reads them in its own call
     bad = sorted(set(own) - set(declared))
     if bad:
         raise UsageError(f"params for {nb_path.stem} name undeclared parameter(s) {', '.join(bad)}; "
@@ -195,6 +195,17 @@ def has_outputs(nb_path: str | os.PathLike) -> bool:
 # %% ../nbs/18_run.ipynb #0b244ef6
 COMMITTED_MANIFEST = "_run_manifest.json"  # in nbs/: the manifest of the run whose outputs the notebooks carry (written by --inplace)
 
+def merge_committed(committed: dict | None,  # the committed manifest before this run (None: there was none)
+                    manifest: dict,           # this run folder's manifest
+                    written: Iterable[str],   # the notebooks whose executed copies this run wrote into nbs/
+                    present: Iterable[str],   # the notebooks now in nbs/
+                   ) -> dict:
+    "The committed manifest after an `--inplace` run: this run's entries for the notebooks it wrote, the earlier entries for the rest."
+    written, present = set(written), set(present)
+    kept = {k: e for k, e in (committed or {}).get("notebooks", {}).items() if k in present and k not in written}
+    kept.update({k: manifest["notebooks"][k] for k in written})
+    return {**{k: v for k, v in manifest.items() if k != "notebooks"}, "notebooks": dict(sorted(kept.items()))}
+
 def _fmt_s(s: float) -> str: return f"{int(s//60)}m{s%60:04.1f}s" if s >= 60 else f"{s:.1f}s"
 
 def run_notebooks(scale: str = "smoke", only: Sequence[str] | None = None, params_file: str | os.PathLike | None = None,
@@ -209,12 +220,19 @@ def run_notebooks(scale: str = "smoke", only: Sequence[str] | None = None, param
     params = read_params(params_file or root/"params"/f"{scale}.yaml")
     out = Path(out or root/"runs"/scale).resolve()
     plan = [(nb, notebook_parameters(nb, params, scale, out, root/"params"), code_hash(nb, lib_dir)) for nb in nbs]  # validate all first
+    committed_path = nbs_dir/COMMITTED_MANIFEST
+    committed = json.loads(committed_path.read_text()) if inplace and committed_path.exists() else None
+    if committed and only and committed.get("scale") not in (None, scale):
+        raise UsageError(f"{committed_path} records a {committed['scale']} run; --inplace --only at scale {scale} would mix scales "
+                         f"in the committed notebooks: run every notebook at {scale} (drop --only) or use --scale {committed['scale']}")
     manifest = load_manifest(out)
-    manifest.update({"scale": scale, "params_file": str(params_file or f"params/{scale}.yaml"), "machine": machine_info()})
-    results, t_run = [], time.time()
+    machine = machine_info()
+    manifest.update({"scale": scale, "params_file": str(params_file or f"params/{scale}.yaml"), "machine": machine})
+    results, t_run, written = [], time.time(), set()
+    present = {p.stem for p in list_notebooks(nbs_dir)}
     def save():
         atomic_write_json(out/"manifest.json", manifest)
-        if inplace: atomic_write_json(nbs_dir/COMMITTED_MANIFEST, manifest)
+        if inplace: atomic_write_json(committed_path, merge_committed(committed, manifest, written, present))
     for i, (nb, p, h) in enumerate(plan, 1):
         executed = out/"notebooks"/nb.name
         entry = manifest["notebooks"].get(nb.stem)
@@ -222,22 +240,22 @@ def run_notebooks(scale: str = "smoke", only: Sequence[str] | None = None, param
             log(f"[{i}/{len(plan)}] {nb.stem}: already done with these parameters and code ({_fmt_s(entry['wall_s'])}), skipped"
                 + (", executed copy written to nbs/" if inplace else ""))
             if "outputs_hash" not in entry: entry["outputs_hash"] = outputs_hash(stripped_notebook(executed))  # manifests from before the field
-            if inplace: strip_injected(executed, nb)
+            if inplace: strip_injected(executed, nb); written.add(nb.stem)
             save()
             results.append(NotebookResult(nb.stem, "skipped", entry["wall_s"], p, h)); continue
         log(f"[{i}/{len(plan)}] {nb.stem} (run elapsed {_fmt_s(time.time() - t_run)})")
         t0 = time.time()
         try: status, err, cell = execute_one(nb, executed, p, nbs_dir, progress_bar=progress_bar)
         except KeyboardInterrupt:
-            manifest["notebooks"][nb.stem] = {"status": "interrupted", "wall_s": time.time() - t0, "params": p, "code_hash": h}
+            manifest["notebooks"][nb.stem] = {"status": "interrupted", "wall_s": time.time() - t0, "params": p, "code_hash": h, "machine": machine}
             save(); raise
         r = NotebookResult(nb.stem, status, time.time() - t0, p, h, err, cell)
         results.append(r)
-        manifest["notebooks"][nb.stem] = {"status": status, "wall_s": round(r.wall_s, 2), "params": p, "code_hash": h,
+        manifest["notebooks"][nb.stem] = {"status": status, "wall_s": round(r.wall_s, 2), "params": p, "code_hash": h, "machine": machine,
                                           "outputs_hash": outputs_hash(stripped_notebook(executed)) if executed.exists() else None,
                                           "error": err, "failed_cell": cell, "executed": str(executed.relative_to(out)),
                                           "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-        if status == "ok" and inplace: strip_injected(executed, nb)
+        if status == "ok" and inplace: strip_injected(executed, nb); written.add(nb.stem)
         save()
         log(f"    {status} in {_fmt_s(r.wall_s)}" + (f" — cell {cell}: {err}" if err else ""))
     return results

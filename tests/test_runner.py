@@ -162,3 +162,34 @@ def test_skip_fills_outputs_hash_of_older_manifests(mini):
     assert "00_first: already done" in r.stdout
     m = json.loads((out / "manifest.json").read_text())
     assert m["notebooks"]["00_first"]["outputs_hash"] == outputs_hash(stripped_notebook(out / "notebooks" / "00_first.ipynb"))
+
+
+def test_inplace_only_merges_the_committed_manifest(mini):
+    "--only X --inplace replaces X's committed entry and keeps the others'; a notebook that fails keeps its old outputs and entry."
+    from clip_repro.run import COMMITTED_MANIFEST, committed_output_problems
+    (mini / "nbs" / "01_slow.ipynb").unlink()
+    committed = mini / "nbs" / COMMITTED_MANIFEST
+    r = _run(mini, "--out", str(mini / "runs" / "a"), "--only", "first", "--scale", "toy", "--no-progress", "--inplace")
+    assert r.returncode == 0, r.stderr
+    first = json.loads(committed.read_text())["notebooks"]["00_first"]
+    assert first["machine"]["cpus"] == os.cpu_count()  # every entry says which machine ran it
+    # another run folder, another notebook: the first notebook's committed entry survives
+    r = _run(mini, "--out", str(mini / "runs" / "b"), "--only", "last", "--scale", "toy", "--no-progress", "--inplace")
+    assert r.returncode == 0, r.stderr
+    m = json.loads(committed.read_text())
+    assert set(m["notebooks"]) == {"00_first", "02_last"} and m["notebooks"]["00_first"] == first
+    assert committed_output_problems(mini / "nbs", mini / "clip_repro") == []
+    # 00_first, edited, now fails: its outputs in nbs/ and its committed entry stay as they were
+    src = mini / "nbs" / "00_first.ipynb"
+    nb = json.loads(src.read_text()); nb["cells"][-1]["source"] = "raise ValueError('planted failure')"
+    src.write_text(json.dumps(nb))
+    r = _run(mini, "--out", str(mini / "runs" / "a"), "--only", "first", "--scale", "toy", "--no-progress", "--inplace")
+    assert r.returncode == 1 and "planted failure" in r.stderr
+    assert json.loads(committed.read_text())["notebooks"] == m["notebooks"]
+    assert json.loads(src.read_text())["cells"][-1]["outputs"][0]["data"]["text/plain"] in ("3", ["3"])  # the old output
+    assert [p.split(":")[0] for p in committed_output_problems(mini / "nbs", mini / "clip_repro")] == ["00_first"]  # the edited cell
+    # --only --inplace at another scale would mix scales in the committed notebooks: refused, nothing written
+    before = committed.read_text()
+    r = _run(mini, "--out", str(mini / "runs" / "c"), "--only", "first", "--scale", "smoke", "--no-progress", "--inplace")
+    assert r.returncode == 2 and "records a toy run" in r.stderr and "drop --only" in r.stderr
+    assert committed.read_text() == before and not (mini / "runs" / "c").exists()
